@@ -1,0 +1,55 @@
+# Every task a person does with Proofless is a target here.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CONFIG ?= deploy/config/gateway.toml
+CERTS  := certs/dev
+
+.PHONY: help venv proto certs run demo simulators test lint fmt bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv and install Proofless with its dev tools
+
+proto: $(STAMP)  ## regenerate proofless/v1 from protos/
+	$(BIN)/python protos/generate.py
+
+$(CERTS)/.complete: $(STAMP)
+	$(BIN)/proofless certs init --dir $(CERTS)
+
+certs: $(CERTS)/.complete  ## generate the dev CA, certificates and signing keys (never committed)
+
+run: certs  ## start the department simulators and the gateway; Ctrl-C stops
+	$(BIN)/proofless dev --config $(CONFIG)
+
+demo: certs  ## a scripted tour of approval-system calls against a fresh gateway
+	$(BIN)/proofless demo --config $(CONFIG)
+
+simulators: certs  ## only the three department simulators
+	$(BIN)/proofless simulators --config $(CONFIG)
+
+test: certs  ## the whole test suite
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)  ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: $(STAMP)  ## format the code
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: certs  ## measure the gateway against bare grpc.aio baselines (see BENCHMARKS.md)
+	$(BIN)/python -m bench
+
+clean:  ## remove the venv, generated dev material and run-time state
+	rm -rf $(VENV) $(CERTS) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Department adapters: one module per department behind the `DepartmentAdapter` protocol."""

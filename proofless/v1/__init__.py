@@ -1,0 +1,1 @@
+"""Generated from protos/proofless/ by `make proto`; never edit by hand."""
