@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= deploy/config/gateway.toml
 CERTS  := certs/dev
 
-.PHONY: help venv proto certs run demo simulators test lint fmt bench clean
+.PHONY: help venv proto certs run demo simulators system-deps test lint fmt bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -36,7 +36,18 @@ demo: certs  ## a scripted tour of approval-system calls against a fresh gateway
 simulators: certs  ## only the three department simulators
 	$(BIN)/proofless simulators --config $(CONFIG)
 
-test: certs  ## the whole test suite
+# Debian packages some tests drive for real: Chromium (dashboard), promtool (Prometheus rules).
+# Installed when this runs as root with apt-get (CI, dev machines); elsewhere those tests skip.
+SYSTEM_PACKAGES := chromium fonts-wqy-zenhei prometheus nghttp2-client
+system-deps:  ## install the Debian packages the browser, promtool and h2load steps use (root)
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else echo "not installing $$missing (needs root and apt-get); the tests that use them skip"; fi
+
+test: certs system-deps  ## the whole test suite
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)  ## ruff and mypy

@@ -1,0 +1,1 @@
+"""The built-in live dashboard: the page's static files and the sampler that feeds it."""

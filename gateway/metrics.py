@@ -1,0 +1,318 @@
+"""Prometheus metrics of the gateway: what ops teams watch and alerts fire on.
+
+One `Metrics` owns every collector in the `CollectorRegistry` it is given (the server passes
+one registry; tests pass a fresh one each). Names follow Prometheus conventions: the
+`proofless_` prefix, `_total` on counters, base units (`_seconds`).
+
+Label values are bounded. A label is a time series: an ID number, a name or a case id in a
+label would both leak personal data into every scrape and blow up the series count. So
+`caller` and `service_item` go through `bounded` against the policy's known sets, and every
+other label (rpc, outcome, code, department, reason) is a short token from a fixed vocabulary
+the code defines; as a last guard each label admits at most `MAX_LABEL_VALUES` distinct
+values, after which new ones collapse to "other".
+
+The hot path is one dict lookup per metric: `.labels(...)` children are cached by the raw
+label tuple (the cache itself is capped, so hostile values cannot grow it without bound).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Final, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from gateway import __version__
+
+OTHER: Final = "other"
+#: distinct values one label may take before new values collapse to "other"
+MAX_LABEL_VALUES: Final = 200
+#: cached `.labels()` children per metric; beyond this a miss costs one more lookup, no growth
+_MAX_CACHED_CHILDREN: Final = 4096
+
+#: request latency: 0.5 ms (a cached or refused call) up to 10 s (a department at its deadline)
+REQUEST_BUCKETS: Final = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+#: audit appends are group-committed fsyncs: 100 µs up to a slow disk's second
+AUDIT_BUCKETS: Final = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+)  # fmt: skip
+
+#: request outcomes, as in the audit entry; "error" is what the error rate counts
+REQUEST_OUTCOMES: Final = frozenset({"granted", "denied", "not_found", "invalid", "error"})
+#: department call outcomes; every outcome except these two counts as a department error
+DEPARTMENT_OK_OUTCOMES: Final = frozenset({"ok", "not_found"})
+#: circuit-breaker states and the gauge value each is exported as
+BREAKER_STATES: Final = {"closed": 0, "half_open": 1, "half-open": 1, "open": 2}
+
+_TOKEN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,63}")
+#: a run of 11+ digits: a phone number, a 15- or 18-digit resident ID
+_LONG_NUMBER = re.compile(r"[0-9]{11}")
+
+_K = TypeVar("_K")
+_C = TypeVar("_C")
+
+
+class _Vocabulary:
+    """The values one label has taken: admits up to `limit` distinct tokens, then "other".
+
+    Values must be short tokens without a long run of digits, so an ID number or a phone
+    number can never become a label value even by mistake (`trusted` skips that check for
+    values already checked against the policy's sets).
+    """
+
+    __slots__ = ("_limit", "_seen")
+
+    def __init__(self, limit: int = MAX_LABEL_VALUES) -> None:
+        self._seen: set[str] = set()
+        self._limit = limit
+
+    def admit(self, value: str, *, trusted: bool = False) -> str:
+        if value in self._seen:
+            return value
+        if len(self._seen) >= self._limit:
+            return OTHER
+        if not trusted and (not _TOKEN.fullmatch(value) or _LONG_NUMBER.search(value)):
+            return OTHER
+        self._seen.add(value)
+        return value
+
+
+def bounded(value: str, allowed: frozenset[str]) -> str:
+    """`value` when it is one of the `allowed` label values (the policy's callers or service
+    items), otherwise "other"."""
+    return value if value in allowed else OTHER
+
+
+def _cache(cache: dict[_K, _C], key: _K, child: _C) -> _C:
+    if len(cache) < _MAX_CACHED_CHILDREN:
+        cache[key] = child
+    return child
+
+
+class Metrics:
+    """Every Prometheus collector of one gateway process, registered in `registry`."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        version: str = __version__,
+        callers: Iterable[str] | None = None,
+        service_items: Iterable[str] | None = None,
+    ) -> None:
+        self.registry = registry
+        self._callers: frozenset[str] | None = None
+        self._service_items: frozenset[str] | None = None
+        self.known_labels(callers=callers, service_items=service_items)
+        self._vocab = {
+            name: _Vocabulary()
+            for name in ("rpc", "caller", "service_item", "outcome", "code", "department", "reason")
+        }
+
+        self.requests = Counter(
+            "proofless_requests_total",
+            "Verification requests finished, by RPC, calling system, service item, outcome "
+            "and gRPC status code.",
+            ["rpc", "caller", "service_item", "outcome", "code"],
+            registry=registry,
+        )
+        self.request_duration = Histogram(
+            "proofless_request_duration_seconds",
+            "Time from a request's arrival to its reply, by RPC.",
+            ["rpc"],
+            buckets=REQUEST_BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "proofless_requests_in_flight",
+            "Requests started and not yet finished.",
+            registry=registry,
+        )
+        self.department_requests = Counter(
+            "proofless_department_requests_total",
+            "Calls to department systems, by department and outcome.",
+            ["department", "outcome"],
+            registry=registry,
+        )
+        self.department_duration = Histogram(
+            "proofless_department_request_duration_seconds",
+            "Latency of calls to department systems, by department.",
+            ["department"],
+            buckets=REQUEST_BUCKETS,
+            registry=registry,
+        )
+        self.denials = Counter(
+            "proofless_denials_total",
+            "Requests the policy refused, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.breaker = Gauge(
+            "proofless_circuit_breaker_state",
+            "Circuit breaker per department: 0 closed, 1 half-open, 2 open.",
+            ["department"],
+            registry=registry,
+        )
+        self.audit_appends = Counter(
+            "proofless_audit_appends_total",
+            "Entries appended to the audit log.",
+            registry=registry,
+        )
+        self.audit_append_duration = Histogram(
+            "proofless_audit_append_duration_seconds",
+            "Time for an audit entry to become durable (write and group-commit fsync).",
+            buckets=AUDIT_BUCKETS,
+            registry=registry,
+        )
+        self.audit_tree_size = Gauge(
+            "proofless_audit_tree_size",
+            "Entries in the audit log's Merkle tree.",
+            registry=registry,
+        )
+        self.audit_checkpoints = Counter(
+            "proofless_audit_checkpoints_total",
+            "Audit checkpoints signed.",
+            registry=registry,
+        )
+        self.audit_checkpoint_tree_size = Gauge(
+            "proofless_audit_checkpoint_tree_size",
+            "Tree size of the latest signed audit checkpoint.",
+            registry=registry,
+        )
+        self.audit_last_checkpoint = Gauge(
+            "proofless_audit_last_checkpoint_timestamp_seconds",
+            "Unix time of the latest signed checkpoint; its age is time() minus this.",
+            registry=registry,
+        )
+        self.proofs = Counter(
+            "proofless_proofs_signed_total",
+            "Proofs (compact JWS) signed.",
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            "proofless_build_info",
+            "Always 1; the version label says which build runs.",
+            ["version"],
+            registry=registry,
+        )
+        self.build_info.labels(version=version).set(1)
+
+        self._request_children: dict[tuple[str, str, str, str, str], Counter] = {}
+        self._duration_children: dict[str, Histogram] = {}
+        self._department_children: dict[tuple[str, str], Counter] = {}
+        self._department_duration_children: dict[str, Histogram] = {}
+        self._denial_children: dict[str, Counter] = {}
+
+    # -- label hygiene -------------------------------------------------------------------
+
+    @staticmethod
+    def bounded(value: str, allowed: frozenset[str]) -> str:
+        """`value` if it is in `allowed`, otherwise "other" (see module `bounded`)."""
+        return bounded(value, allowed)
+
+    def known_labels(
+        self, *, callers: Iterable[str] | None = None, service_items: Iterable[str] | None = None
+    ) -> None:
+        """Tell the metrics the policy's callers and service items: any other value reported
+        for those labels becomes "other". Called again when the policy reloads."""
+        if callers is not None:
+            self._callers = frozenset(callers)
+        if service_items is not None:
+            self._service_items = frozenset(service_items)
+
+    def _label(self, name: str, value: str, *, trusted: bool = False) -> str:
+        return self._vocab[name].admit(value, trusted=trusted)
+
+    # -- requests ------------------------------------------------------------------------
+
+    def request_started(self, rpc: str) -> None:
+        """A request arrived (pairs with exactly one `request_finished`)."""
+        del rpc  # one unlabelled gauge: in-flight is a capacity signal, not a per-RPC one
+        self.in_flight.inc()
+
+    def request_finished(  # noqa: PLR0917 - positional on purpose: the server's hot path
+        self, rpc: str, caller: str, service_item: str, outcome: str, code: str, seconds: float
+    ) -> None:
+        """A request left with `outcome` (see REQUEST_OUTCOMES) and gRPC status `code`."""
+        key = (rpc, caller, service_item, outcome, code)
+        counter = self._request_children.get(key)
+        if counter is None:
+            if self._callers is not None:
+                caller = bounded(caller, self._callers)
+            if self._service_items is not None:
+                service_item = bounded(service_item, self._service_items)
+            child = self.requests.labels(
+                rpc=self._label("rpc", rpc),
+                caller=self._label("caller", caller, trusted=self._callers is not None),
+                service_item=self._label(
+                    "service_item", service_item, trusted=self._service_items is not None
+                ),
+                outcome=self._label("outcome", outcome),
+                code=self._label("code", code),
+            )
+            counter = _cache(self._request_children, key, child)
+        counter.inc()
+        histogram = self._duration_children.get(rpc)
+        if histogram is None:
+            child_h = self.request_duration.labels(rpc=self._label("rpc", rpc))
+            histogram = _cache(self._duration_children, rpc, child_h)
+        histogram.observe(seconds)
+        self.in_flight.dec()
+
+    def denial(self, reason: str) -> None:
+        """The policy refused a request for `reason` (an ErrorInfo reason, UPPER_SNAKE_CASE)."""
+        counter = self._denial_children.get(reason)
+        if counter is None:
+            child = self.denials.labels(reason=self._label("reason", reason))
+            counter = _cache(self._denial_children, reason, child)
+        counter.inc()
+
+    # -- departments ---------------------------------------------------------------------
+
+    def department_call(self, department: str, outcome: str, seconds: float) -> None:
+        """One call to a department system ended with `outcome` after `seconds`."""
+        key = (department, outcome)
+        counter = self._department_children.get(key)
+        if counter is None:
+            child = self.department_requests.labels(
+                department=self._label("department", department),
+                outcome=self._label("outcome", outcome),
+            )
+            counter = _cache(self._department_children, key, child)
+        counter.inc()
+        histogram = self._department_duration_children.get(department)
+        if histogram is None:
+            child_h = self.department_duration.labels(
+                department=self._label("department", department)
+            )
+            histogram = _cache(self._department_duration_children, department, child_h)
+        histogram.observe(seconds)
+
+    def breaker_state(self, department: str, state: str) -> None:
+        """The department's circuit breaker is now `state`: closed, half_open or open."""
+        try:
+            value = BREAKER_STATES[state]
+        except KeyError:
+            raise ValueError(f"unknown circuit-breaker state {state!r}") from None
+        self.breaker.labels(department=self._label("department", department)).set(value)
+
+    # -- audit log and proofs ------------------------------------------------------------
+
+    def audit_appended(self, seconds: float, tree_size: int) -> None:
+        """An audit entry became durable after `seconds`; the tree now holds `tree_size`."""
+        self.audit_appends.inc()
+        self.audit_append_duration.observe(seconds)
+        self.audit_tree_size.set(tree_size)
+
+    def checkpoint_signed(self, tree_size: int, unix_time: float) -> None:
+        """A checkpoint over `tree_size` entries was signed at `unix_time`."""
+        self.audit_checkpoints.inc()
+        self.audit_checkpoint_tree_size.set(tree_size)
+        self.audit_last_checkpoint.set(unix_time)
+
+    def proofs_signed(self, count: int = 1) -> None:
+        """`count` proofs were signed."""
+        self.proofs.inc(count)
