@@ -1,0 +1,300 @@
+"""Consent tokens (授权): every refusal reason, the replay cache, and `proofless consent issue`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway import consent, jws, pki
+from gateway.errors import PermissionDenied, ResourceExhausted
+from gateway.pki_cli import add_commands
+
+ID = "35050519900101123X"
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+def issuer() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+def keys(issuer: Ed25519PrivateKey) -> dict[str, Any]:
+    return jws.jwks_of(issuer.public_key())
+
+
+def _issue(issuer: Ed25519PrivateKey, **overrides: Any) -> str:
+    args: dict[str, Any] = {
+        "applicant_id_number": ID,
+        "caller": "fuzhou-civil-affairs",
+        "item": "subsistence-allowance",
+        "case_id": "FZ-2026-000123",
+        "now": NOW,
+    }
+    args.update(overrides)
+    return consent.issue_consent(issuer, **args)
+
+
+def _verify(
+    token: str | None, keys: Any, cache: consent.ReplayCache | None = None, **overrides: Any
+) -> consent.ConsentToken:
+    args: dict[str, Any] = {
+        "issuer_keys": keys,
+        "applicant_id_number": ID,
+        "caller": "fuzhou-civil-affairs",
+        "item": "subsistence-allowance",
+        "case_id": "FZ-2026-000123",
+        "now": NOW + 5,
+        "replay_cache": cache if cache is not None else consent.ReplayCache(),
+    }
+    args.update(overrides)
+    return consent.verify_consent(token, **args)
+
+
+def _reason(token: str | None, keys: Any, **overrides: Any) -> str:
+    with pytest.raises(PermissionDenied) as caught:
+        _verify(token, keys, **overrides)
+    assert ID not in caught.value.message
+    return caught.value.reason
+
+
+def _forge(issuer: Ed25519PrivateKey, payload: Any, typ: str = consent.TOKEN_TYPE) -> str:
+    header = {"kid": jws.kid_of(issuer.public_key()), "typ": typ}
+    return jws.sign(json.dumps(payload).encode(), issuer, header)
+
+
+def _claims(**overrides: Any) -> dict[str, Any]:
+    claims: dict[str, Any] = {
+        "applicant": consent.applicant_digest(ID),
+        "caller": "fuzhou-civil-affairs",
+        "item": "subsistence-allowance",
+        "case_id": "FZ-2026-000123",
+        "iat": int(NOW),
+        "exp": int(NOW) + 600,
+        "jti": "abcdefgh-1234",
+    }
+    claims.update(overrides)
+    return claims
+
+
+def test_valid_token(issuer: Ed25519PrivateKey, keys: Any) -> None:
+    token = _issue(issuer, jti="case-123-consent")
+    accepted = _verify(token, keys)
+    assert accepted.caller == "fuzhou-civil-affairs"
+    assert accepted.item == "subsistence-allowance"
+    assert accepted.case_id == "FZ-2026-000123"
+    assert accepted.expires_at - accepted.issued_at == consent.DEFAULT_TTL
+    assert accepted.jti == "case-123-consent"
+    assert accepted.kid == jws.kid_of(issuer.public_key())
+    assert accepted.applicant == consent.applicant_digest(ID)
+    assert ID not in token  # the token carries a digest, not the ID number
+
+
+def test_applicant_digest_normalises_the_check_character() -> None:
+    assert consent.applicant_digest(ID.lower()) == consent.applicant_digest(ID)
+    assert len(consent.applicant_digest(ID)) == 64
+
+
+def test_verifies_with_a_kid_map(issuer: Ed25519PrivateKey) -> None:
+    keys = {jws.kid_of(issuer.public_key()): issuer.public_key()}
+    assert _verify(_issue(issuer), keys).caller == "fuzhou-civil-affairs"
+
+
+@pytest.mark.parametrize("token", [None, ""])
+def test_missing(keys: Any, token: str | None) -> None:
+    assert _reason(token, keys) == "CONSENT_MISSING"
+
+
+def test_invalid_signature_or_issuer(issuer: Ed25519PrivateKey, keys: Any) -> None:
+    rogue = Ed25519PrivateKey.generate()
+    assert _reason(_issue(rogue), keys) == "CONSENT_INVALID"
+    h, p, s = _issue(issuer).split(".")
+    assert _reason(f"{h}.{p}x.{s}", keys) == "CONSENT_INVALID"
+    assert _reason("not-a-token", keys) == "CONSENT_INVALID"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        [1, 2],
+        _claims(caller=None),
+        _claims(jti=5),
+        _claims(exp="tomorrow"),
+        _claims(iat=True),
+        _claims(jti="short"),
+        _claims(jti="has spaces in it"),
+        _claims(exp=int(NOW) - 1),  # expires before it is issued
+        _claims(exp=int(NOW) + consent.MAX_LIFETIME + 1),
+        _claims(iat=int(NOW) + 3600, exp=int(NOW) + 4000),  # issued in the future
+    ],
+)
+def test_invalid_payloads(issuer: Ed25519PrivateKey, keys: Any, payload: Any) -> None:
+    assert _reason(_forge(issuer, payload), keys) == "CONSENT_INVALID"
+
+
+def test_wrong_typ_is_invalid(issuer: Ed25519PrivateKey, keys: Any) -> None:
+    # a proof or any other JWS signed by the same key is not a consent token
+    assert _reason(_forge(issuer, _claims(), typ="JWT"), keys) == "CONSENT_INVALID"
+
+
+def test_non_json_payload(issuer: Ed25519PrivateKey, keys: Any) -> None:
+    header = {"kid": jws.kid_of(issuer.public_key()), "typ": consent.TOKEN_TYPE}
+    assert _reason(jws.sign(b"\xff", issuer, header), keys) == "CONSENT_INVALID"
+
+
+def test_expired(issuer: Ed25519PrivateKey, keys: Any) -> None:
+    token = _issue(issuer, ttl=60)
+    assert _verify(token, keys, now=NOW + 60 + consent.LEEWAY - 1)
+    assert _reason(token, keys, now=NOW + 60 + consent.LEEWAY) == "CONSENT_EXPIRED"
+
+
+@pytest.mark.parametrize(
+    ("binding", "value", "reason"),
+    [
+        ("caller", "quangang-window", "CONSENT_WRONG_CALLER"),
+        ("item", "housing-transfer", "CONSENT_WRONG_ITEM"),
+        ("applicant_id_number", "350505199001011258", "CONSENT_WRONG_APPLICANT"),
+        ("case_id", "FZ-2026-000124", "CONSENT_WRONG_CASE"),
+    ],
+)
+def test_wrong_binding(
+    issuer: Ed25519PrivateKey, keys: Any, binding: str, value: str, reason: str
+) -> None:
+    token = _issue(issuer)
+    with pytest.raises(PermissionDenied) as caught:
+        _verify(token, keys, **{binding: value})
+    assert caught.value.reason == reason
+    assert value not in caught.value.message
+
+
+def test_non_ascii_applicant_claim_is_a_refusal(issuer: Ed25519PrivateKey, keys: Any) -> None:
+    token = _forge(issuer, _claims(applicant="申请人"))
+    assert _reason(token, keys) == "CONSENT_WRONG_APPLICANT"
+
+
+def test_replayed(issuer: Ed25519PrivateKey, keys: Any) -> None:
+    cache = consent.ReplayCache()
+    token = _issue(issuer)
+    _verify(token, keys, cache)
+    with pytest.raises(PermissionDenied) as caught:
+        _verify(token, keys, cache)
+    assert caught.value.reason == "CONSENT_REPLAYED"
+    assert len(cache) == 1
+
+
+def test_refused_token_is_not_burnt(issuer: Ed25519PrivateKey, keys: Any) -> None:
+    cache = consent.ReplayCache()
+    token = _issue(issuer)
+    with pytest.raises(PermissionDenied):
+        _verify(token, keys, cache, case_id="other-case")
+    assert _verify(token, keys, cache).case_id == "FZ-2026-000123"
+
+
+def test_replay_cache_forgets_expired_entries() -> None:
+    cache = consent.ReplayCache()
+    assert not cache.seen("jti-000001", 100.0, now=0.0)
+    assert cache.seen("jti-000001", 100.0, now=50.0)
+    assert not cache.seen("jti-000001", 300.0, now=150.0)  # expired, then a new use
+    assert len(cache) == 1
+
+
+def test_replay_cache_is_bounded_and_fails_closed() -> None:
+    cache = consent.ReplayCache(max_entries=3)
+    for i in range(3):
+        assert not cache.seen(f"jti-{i:06}", 100.0 + i, now=0.0)
+    with pytest.raises(ResourceExhausted) as caught:
+        cache.seen("jti-999999", 500.0, now=10.0)
+    assert caught.value.reason == "CONSENT_CACHE_FULL"
+    assert caught.value.retry_after == pytest.approx(90.0)
+    # the earlier entries are still remembered: nothing was evicted to make room
+    assert cache.seen("jti-000000", 100.0, now=10.0)
+    # once one expires there is room again
+    assert not cache.seen("jti-999999", 500.0, now=100.5)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    case_id=st.text(max_size=64),
+    caller=st.text(max_size=40),
+    other=st.text(max_size=64),
+)
+def test_bindings_hold_for_any_strings(case_id: str, caller: str, other: str) -> None:
+    issuer = Ed25519PrivateKey.generate()
+    keys = {jws.kid_of(issuer.public_key()): issuer.public_key()}
+    token = _issue(issuer, case_id=case_id, caller=caller)
+    if other != case_id:
+        assert _reason(token, keys, caller=caller, case_id=other) == "CONSENT_WRONG_CASE"
+    assert _verify(token, keys, caller=caller, case_id=case_id).case_id == case_id
+
+
+# ---- CLI --------------------------------------------------------------------------------
+
+
+def _run(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="proofless")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+def test_cli_consent_issue(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dev = pki.init_dev_pki(tmp_path)
+    code = _run(
+        "consent",
+        "issue",
+        "--key",
+        str(dev.consent_issuer_key),
+        "--id-number",
+        ID,
+        "--caller",
+        "fuzhou-civil-affairs",
+        "--item",
+        "subsistence-allowance",
+        "--case",
+        "FZ-2026-000123",
+        "--ttl",
+        "120",
+    )
+    assert code == 0
+    token = capsys.readouterr().out.strip()
+    accepted = consent.verify_consent(
+        token,
+        issuer_keys=pki.load_jwks(dev.consent_issuer_jwks),
+        applicant_id_number=ID,
+        caller="fuzhou-civil-affairs",
+        item="subsistence-allowance",
+        case_id="FZ-2026-000123",
+        now=accepted_now(token),
+        replay_cache=consent.ReplayCache(),
+    )
+    assert accepted.expires_at - accepted.issued_at == 120
+    assert (
+        _run(
+            "consent",
+            "issue",
+            "--key",
+            str(tmp_path / "none.key"),
+            "--id-number",
+            ID,
+            "--caller",
+            "c",
+            "--item",
+            "i",
+            "--case",
+            "k",
+        )
+        == 1
+    )
+    assert "cannot read" in capsys.readouterr().err
+
+
+def accepted_now(token: str) -> float:
+    payload = json.loads(jws.b64url_decode(token.split(".")[1]))
+    return float(payload["iat"])
