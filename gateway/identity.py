@@ -45,7 +45,9 @@ def caller_from_pem(pem: bytes) -> Caller:
             "client certificate must carry exactly one URI SAN urn:proofless:caller:<id>",
             reason="NO_CALLER_IDENTITY",
         )
-    roles = frozenset(u.removeprefix(ROLE_URI_PREFIX) for u in uris if u.startswith(ROLE_URI_PREFIX))
+    roles = frozenset(
+        u.removeprefix(ROLE_URI_PREFIX) for u in uris if u.startswith(ROLE_URI_PREFIX)
+    )
     return Caller(
         id=ids[0], roles=roles, serial=cert.serial_number, not_after=cert.not_valid_after_utc
     )

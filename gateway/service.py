@@ -1,0 +1,449 @@
+"""VerificationService: the RPCs approval systems call.
+
+Each handler is the same short story: validate at the boundary, ask the policy, fetch from
+the owning department(s) within the caller's deadline, disclose only the allowed fields,
+write the audit entry, sign the proof, answer. Exactly one audit entry per request, whatever
+the outcome; the reply MUST NOT leave before its audit entry is durably on disk
+(`AuditLog.append` returns only after fsync), and if the entry cannot be written the caller
+gets UNAVAILABLE and nothing unlogged is disclosed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, Protocol, TypeVar
+
+import grpc
+from google.protobuf import field_mask_pb2, json_format
+from google.protobuf.message import Message
+
+from adapters.base import DepartmentAdapter, Fetched, RecordNotFound, RecordQuery
+from gateway import claims as claims_mod
+from gateway.access import GRANTED, Access, outcome_of, subject_of
+from gateway.consent import ReplayCache, verify_consent
+from gateway.errors import (
+    DeadlineExceeded,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ProoflessError,
+    Unavailable,
+)
+from gateway.identity import current_caller
+from gateway.interceptors import current_request_id, current_service_item
+from gateway.metrics import Metrics
+from gateway.policy import Policy
+from gateway.proofs import ProofClaims, ProofSigner, applicant_hash, digest_of, new_proof_id
+from gateway.validation import ValidRecordRequest, validate_record_request, validate_verify_claims
+from proofless.v1 import verification_pb2 as pb
+from proofless.v1 import verification_pb2_grpc as pb_grpc
+
+log = logging.getLogger("proofless.service")
+
+DEPARTMENT_ENUM = {
+    "household": pb.DEPARTMENT_HOUSEHOLD,
+    "social_security": pb.DEPARTMENT_SOCIAL_SECURITY,
+    "property": pb.DEPARTMENT_PROPERTY,
+}
+RECORD_MESSAGES: Mapping[str, type[Message]] = {
+    "household": pb.HouseholdRecord,
+    "social_security": pb.SocialSecurityRecord,
+    "property": pb.PropertyRecord,
+}
+# Time kept back from the caller's deadline for writing the audit entry and signing.
+DEADLINE_MARGIN_S = 0.010
+
+M = TypeVar("M", bound=Message)
+
+
+class AuditAppender(Protocol):
+    """What the servicer needs of the audit log (gateway.audit.log.AuditLog)."""
+
+    origin: str
+
+    async def append(self, entry: dict[str, Any]) -> Any: ...
+
+
+@dataclass
+class ServiceDeps:
+    policy: Callable[[], Policy]
+    adapters: Mapping[str, DepartmentAdapter[Any]]
+    audit: AuditAppender
+    signer: ProofSigner
+    pepper: bytes
+    metrics: Metrics
+    issuer: str
+    consent_keys: Mapping[str, Any]
+    default_deadline_s: float = 5.0
+    today: Callable[[], date] = lambda: datetime.now(UTC).date()
+
+
+def _mask(record: M, fields: frozenset[str]) -> M:
+    out = type(record)()
+    field_mask_pb2.FieldMask(paths=sorted(fields)).MergeMessage(record, out)
+    return out
+
+
+def _disclose(message: Message) -> dict[str, Any]:
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=False
+    )
+
+
+class VerificationServicer(pb_grpc.VerificationServiceServicer):
+    def __init__(self, deps: ServiceDeps) -> None:
+        self._d = deps
+        self._consent_replays = ReplayCache()
+
+    # ---- the shared story -----------------------------------------------------------
+
+    def _deadline(self, context: grpc.aio.ServicerContext) -> float:
+        remaining = context.time_remaining()
+        budget = self._d.default_deadline_s if remaining is None else remaining
+        return time.monotonic() + max(0.0, budget - DEADLINE_MARGIN_S)
+
+    async def _audited(
+        self,
+        rpc: str,
+        context: grpc.aio.ServicerContext,
+        body: Callable[[Access, Policy], Awaitable[M]],
+    ) -> M:
+        """Run `body`, then write exactly one audit entry for it, success or not."""
+        caller = current_caller.get()
+        policy = self._d.policy()  # one snapshot per request: decisions and audit agree
+        access = Access(
+            rpc=rpc,
+            request_id=current_request_id.get(),
+            caller=caller.id,
+            time=datetime.now(UTC),
+            started=time.perf_counter(),
+            policy=policy.version,
+        )
+        try:
+            response = await body(access, policy)
+        except ProoflessError as err:
+            await self._append(access, err)
+            raise
+        except Exception as exc:
+            # An unexpected failure still leaves its entry; the interceptor answers INTERNAL.
+            log.exception("unexpected failure", extra={"rpc": rpc, "request_id": access.request_id})
+            await self._append(access, Unavailable("internal error", reason="INTERNAL"))
+            raise exc
+        return response
+
+    async def _append(self, access: Access, err: ProoflessError | None) -> int:
+        entry = access.entry(
+            outcome=GRANTED if err is None else outcome_of(err),
+            code=grpc.StatusCode.OK if err is None else err.code,
+            reason="" if err is None else err.reason,
+            latency_us=int((time.perf_counter() - access.started) * 1e6),
+        )
+        t0 = time.perf_counter()
+        try:
+            receipt = await self._d.audit.append(entry)
+        except ProoflessError:
+            raise
+        except Exception as exc:
+            raise Unavailable(
+                "the audit log cannot be written", reason="AUDIT_UNAVAILABLE"
+            ) from exc
+        self._d.metrics.audit_appended(time.perf_counter() - t0, int(receipt.index) + 1)
+        if err is not None and isinstance(err, PermissionDenied):
+            self._d.metrics.denial(err.reason)
+        return int(receipt.index)
+
+    def _admit(self, policy: Policy, access: Access, v: Any, kind: str) -> None:
+        """Fill the access from a validated request and apply the purpose rule."""
+        access.service_item = v.service_item
+        access.case_id = v.case_id
+        access.purpose = v.purpose
+        access.record_type = kind
+        access.subject = subject_of(self._d.pepper, v.id_number)
+        item = policy.item(v.service_item)
+        if item is not None:
+            current_service_item.get([""])[0] = item.code
+            if item.covert_embargo_days:
+                until = self._d.today().toordinal() + item.covert_embargo_days
+                access.covert_until = date.fromordinal(until).isoformat()
+            if item.purpose_required and not v.purpose.strip():
+                raise InvalidArgument(
+                    [FieldViolation("context.purpose", "this service item requires a purpose")]
+                )
+
+    def _check_consent(self, policy: Policy, access: Access, v: Any) -> None:
+        item = policy.item(v.service_item)
+        if item is None or not item.consent_required:
+            return
+        verify_consent(
+            v.consent_token,
+            issuer_keys=self._d.consent_keys,
+            applicant_id_number=v.id_number,
+            caller=access.caller,
+            item=v.service_item,
+            case_id=v.case_id,
+            now=time.time(),
+            replay_cache=self._consent_replays,
+        )
+
+    async def _fetch(
+        self, access: Access, department: str, id_number: str, deadline: float
+    ) -> Fetched[Any]:
+        adapter = self._d.adapters.get(department)
+        if adapter is None:
+            raise Unavailable(f"department {department} is not configured", reason="NO_ADAPTER")
+        access.departments.append(department)
+        t0 = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await adapter.fetch(RecordQuery(id_number, access.request_id), deadline)
+        except RecordNotFound:
+            outcome = "not_found"
+            raise
+        except DeadlineExceeded:
+            outcome = "timeout"
+            raise
+        except ProoflessError:
+            outcome = "error"
+            raise
+        except Exception as exc:  # an adapter bug must not reach the caller as a stack trace
+            outcome = "error"
+            log.exception("adapter failure", extra={"department": department})
+            raise Unavailable(f"department {department} failed", reason="ADAPTER_FAILURE") from exc
+        finally:
+            self._d.metrics.department_call(department, outcome, time.perf_counter() - t0)
+
+    def _attest(
+        self,
+        access: Access,
+        *,
+        index: int,
+        fields: Sequence[str],
+        data: Any,
+        departments: Sequence[str],
+        as_of: datetime | None,
+        applicant: str,
+    ) -> pb.Attestation:
+        claims = ProofClaims(
+            proof_id=access.proof_id,
+            issuer=self._d.issuer,
+            caller=access.caller,
+            service_item=access.service_item,
+            case_id=access.case_id,
+            applicant=applicant_hash(applicant),
+            kind=access.record_type,
+            fields=fields,
+            data=data,
+            digest=access.digest,
+            departments=departments,
+            as_of=as_of,
+            issued_at=access.time,
+            audit_log=self._d.audit.origin,
+            audit_index=index,
+        )
+        att = pb.Attestation(
+            proof=self._d.signer.sign(claims),
+            audit_index=index,
+            audit_log=self._d.audit.origin,
+            proof_id=access.proof_id,
+            disclosed_fields=list(fields),
+        )
+        if len(departments) == 1:
+            att.source_department = DEPARTMENT_ENUM[departments[0]]
+        if as_of is not None:
+            att.as_of.FromDatetime(as_of.astimezone(UTC))
+        self._d.metrics.proofs_signed()
+        return att
+
+    async def _record(
+        self,
+        access: Access,
+        policy: Policy,
+        request: pb.RecordRequest,
+        context: grpc.aio.ServicerContext,
+        kind: str,
+    ) -> tuple[ValidRecordRequest, frozenset[str], Fetched[Any]]:
+        v = validate_record_request(request, RECORD_MESSAGES[kind])
+        self._admit(policy, access, v, kind)
+        fields = policy.authorize_record(access.caller, v.service_item, kind, v.read_mask)
+        self._check_consent(policy, access, v)
+        fetched = await self._fetch(access, kind, v.id_number, self._deadline(context))
+        return v, fields, fetched
+
+    def _finish_id(self, access: Access, data: Any) -> None:
+        access.proof_id = new_proof_id()
+        access.digest = digest_of(data)
+
+    # ---- the RPCs ---------------------------------------------------------------------
+
+    async def GetHouseholdRecord(
+        self, request: pb.RecordRequest, context: grpc.aio.ServicerContext
+    ) -> pb.HouseholdRecordResponse:
+        async def body(access: Access, policy: Policy) -> pb.HouseholdRecordResponse:
+            v, fields, fetched = await self._record(access, policy, request, context, "household")
+            record: pb.HouseholdRecord = fetched.record
+            if v.name and v.name != record.name:
+                # Same answer as an unknown person: no oracle for guessing names.
+                raise NotFound("no record matches the applicant", reason="RECORD_NOT_FOUND")
+            masked = _mask(record, fields)
+            data = _disclose(masked)
+            return await self._answer(
+                access,
+                v=v,
+                fields=fields,
+                data=data,
+                fetched=fetched,
+                response=pb.HouseholdRecordResponse(record=masked),
+            )
+
+        return await self._audited("GetHouseholdRecord", context, body)
+
+    async def GetSocialSecurityRecord(
+        self, request: pb.RecordRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SocialSecurityRecordResponse:
+        async def body(access: Access, policy: Policy) -> pb.SocialSecurityRecordResponse:
+            v, fields, fetched = await self._record(
+                access, policy, request, context, "social_security"
+            )
+            record: pb.SocialSecurityRecord = fetched.record
+            if v.name and v.name != record.name:
+                raise NotFound("no record matches the applicant", reason="RECORD_NOT_FOUND")
+            masked = _mask(record, fields)
+            data = _disclose(masked)
+            return await self._answer(
+                access,
+                v=v,
+                fields=fields,
+                data=data,
+                fetched=fetched,
+                response=pb.SocialSecurityRecordResponse(record=masked),
+            )
+
+        return await self._audited("GetSocialSecurityRecord", context, body)
+
+    async def GetPropertyRecords(
+        self, request: pb.RecordRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PropertyRecordsResponse:
+        async def body(access: Access, policy: Policy) -> pb.PropertyRecordsResponse:
+            v, fields, fetched = await self._record(access, policy, request, context, "property")
+            masked = [_mask(r, fields) for r in fetched.record]
+            data = [_disclose(r) for r in masked]
+            return await self._answer(
+                access,
+                v=v,
+                fields=fields,
+                data=data,
+                fetched=fetched,
+                response=pb.PropertyRecordsResponse(records=masked),
+            )
+
+        return await self._audited("GetPropertyRecords", context, body)
+
+    async def _answer(
+        self,
+        access: Access,
+        *,
+        v: ValidRecordRequest,
+        fields: frozenset[str],
+        data: Any,
+        fetched: Fetched[Any],
+        response: M,
+    ) -> M:
+        self._finish_id(access, data)
+        index = await self._append(access, None)
+        response.attestation.CopyFrom(  # type: ignore[attr-defined]
+            self._attest(
+                access,
+                index=index,
+                fields=sorted(fields),
+                data=data,
+                departments=[fetched.department],
+                as_of=fetched.as_of,
+                applicant=v.id_number,
+            )
+        )
+        return response
+
+    async def VerifyClaims(
+        self, request: pb.VerifyClaimsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.VerifyClaimsResponse:
+        async def body(access: Access, policy: Policy) -> pb.VerifyClaimsResponse:
+            v = validate_verify_claims(request)
+            self._admit(policy, access, v, "claims")
+            access.claims = tuple(c.type for c in v.claims)
+            policy.authorize_claims(access.caller, v.service_item, [c.type for c in v.claims])
+            self._check_consent(policy, access, v)
+            deadline = self._deadline(context)
+            plan = sorted(claims_mod.fetch_plan(v.claims, v.id_number))
+            fetched = await asyncio.gather(
+                *(self._fetch_or_error(access, dept, idn, deadline) for dept, idn in plan)
+            )
+            results = dict(zip(plan, fetched, strict=True))
+            today = self._d.today()
+            outcomes = [claims_mod.evaluate(c, v.id_number, results, today=today) for c in v.claims]
+            data = [dict(o.disclosed, id=c.id) for c, o in zip(v.claims, outcomes, strict=True)]
+            self._finish_id(access, data)
+            index = await self._append(access, None)
+            response = pb.VerifyClaimsResponse()
+            for claim, outcome in zip(v.claims, outcomes, strict=True):
+                result = response.results.add(
+                    id=claim.id,
+                    type=claim.type,
+                    verdict=outcome.verdict,
+                    source_department=DEPARTMENT_ENUM[claim.department],
+                )
+                result.status.code = outcome.status_code
+                result.status.message = outcome.status_message
+                if outcome.as_of is not None:
+                    result.as_of.FromDatetime(outcome.as_of.astimezone(UTC))
+            as_ofs = [o.as_of for o in outcomes if o.as_of is not None]
+            response.attestation.CopyFrom(
+                self._attest(
+                    access,
+                    index=index,
+                    fields=sorted({c.type for c in v.claims}),
+                    data=data,
+                    departments=sorted({c.department for c in v.claims}),
+                    as_of=min(as_ofs) if as_ofs else None,
+                    applicant=v.id_number,
+                )
+            )
+            return response
+
+        return await self._audited("VerifyClaims", context, body)
+
+    async def _fetch_or_error(
+        self, access: Access, department: str, id_number: str, deadline: float
+    ) -> Fetched[Any] | ProoflessError:
+        try:
+            return await self._fetch(access, department, id_number, deadline)
+        except ProoflessError as err:
+            return err
+
+    async def ListServiceItems(
+        self, request: pb.ListServiceItemsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListServiceItemsResponse:
+        async def body(access: Access, policy: Policy) -> pb.ListServiceItemsResponse:
+            access.record_type = "catalogue"
+            response = pb.ListServiceItemsResponse(
+                caller=access.caller, policy_version=policy.version
+            )
+            for item in policy.items_for(access.caller):
+                out = response.items.add(
+                    code=item.code,
+                    name=item.name,
+                    claims=sorted(item.claims),
+                    consent_required=item.consent_required,
+                    purpose_required=item.purpose_required,
+                )
+                for record_type, fields in sorted(item.records.items()):
+                    out.records.add(record_type=record_type, fields=sorted(fields))
+            await self._append(access, None)
+            return response
+
+        return await self._audited("ListServiceItems", context, body)
