@@ -58,6 +58,7 @@ class ServerConfig:
     grace_seconds: float = 5.0
     max_message_bytes: int = 1 << 20
     max_concurrent_streams: int = 256
+    max_in_flight: int = 512
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
         max_concurrent_streams=_get(
             server_t, "max_concurrent_streams", int, f"{source} [server]", 256
         ),
+        max_in_flight=_get(server_t, "max_in_flight", int, f"{source} [server]", 512),
     )
     tls_t = _table(data, "tls", source)
     crl = _get(tls_t, "crl", str, f"{source} [tls]", "")

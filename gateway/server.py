@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,9 +25,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
+from adapters.base import DepartmentAdapter
 from adapters.registry import build_adapters
 from gateway import jws
 from gateway.access import Access
+from gateway.admission import Admission
 from gateway.audit.log import AuditLog
 from gateway.audit.service import AuditServicer
 from gateway.config import Config, host_port
@@ -38,7 +41,9 @@ from gateway.ops import OpsServer
 from gateway.pki import load_certificate, load_ed25519_private_key, load_revoked_serials
 from gateway.policy import Policy, load_policy
 from gateway.proofs import ProofSigner
+from gateway.ratelimit import build_rate_limiter
 from gateway.reload import Reloadable
+from gateway.resilience import ResilienceConfig, ResilientAdapter
 from gateway.service import ServiceDeps, VerificationServicer
 from proofless.v1 import audit_pb2, audit_pb2_grpc, verification_pb2, verification_pb2_grpc
 
@@ -122,7 +127,13 @@ async def running_gateway(
 ) -> AsyncIterator[RunningGateway]:
     metrics = Metrics(registry or CollectorRegistry())
     signer = ProofSigner(load_ed25519_private_key(config.proof_signing_key))
-    policy = Reloadable("policy", [config.policy_file], lambda: load_policy(config.policy_file))
+
+    def policy_in_force() -> Policy:
+        loaded = load_policy(config.policy_file)
+        metrics.known_labels(callers=loaded.callers, service_items=loaded.items)
+        return loaded
+
+    policy = Reloadable("policy", [config.policy_file], policy_in_force)
     revoked = Reloadable(
         "CRL",
         [config.tls.crl] if config.tls.crl else [],
@@ -140,7 +151,15 @@ async def running_gateway(
         checkpoint_every_ms=config.audit.checkpoint_every_ms,
         segment_bytes=config.audit.segment_bytes,
     )
-    adapters = build_adapters(config.departments)
+    adapters: dict[str, DepartmentAdapter[Any]] = {
+        name: ResilientAdapter(
+            adapter,
+            ResilienceConfig.from_table(config.departments[name], where=f"departments.{name}"),
+            on_state_change=metrics.breaker_state,
+        )
+        for name, adapter in build_adapters(config.departments).items()
+    }
+    limiter = build_rate_limiter(config.raw.get("ratelimit", {}))
 
     def check_caller(caller: Caller) -> None:
         if caller.serial in revoked.value:
@@ -172,6 +191,8 @@ async def running_gateway(
         metrics=metrics,
         issuer=config.proof_issuer,
         consent_keys=consent_keys,
+        limiter=limiter,
+        admission=Admission(config.server.max_in_flight),
         default_deadline_s=config.server.default_deadline_ms / 1000,
     )
     server = grpc.aio.server(
@@ -211,7 +232,9 @@ async def running_gateway(
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         serving = True
-        watcher = asyncio.create_task(_watch([policy, revoked]), name="proofless-file-watch")
+        watcher = asyncio.create_task(
+            _watch([policy, revoked], audit, metrics), name="proofless-watch"
+        )
         log.info("serving", extra={"port": bound, "ops_port": ops_bound})
         yield RunningGateway(
             address=f"{host}:{bound}",
@@ -235,14 +258,21 @@ async def running_gateway(
         await audit.close()
         for adapter in adapters.values():
             await adapter.close()
+        await limiter.close()
         await ops.stop()
 
 
-async def _watch(files: list[Reloadable[Any]]) -> None:
+async def _watch(files: list[Reloadable[Any]], audit: AuditLog, metrics: Metrics) -> None:
+    """Once a second: reload changed files, publish the latest checkpoint's size and age."""
+    signed_size = -1
     while True:
-        await asyncio.sleep(WATCH_INTERVAL_S)
         for f in files:
             f.reload()
+        checkpoint = audit.latest_checkpoint()
+        if checkpoint.size != signed_size:
+            signed_size = checkpoint.size
+            metrics.checkpoint_signed(signed_size, time.time())
+        await asyncio.sleep(WATCH_INTERVAL_S)
 
 
 def _consent_keys(config: Config) -> dict[str, Any]:

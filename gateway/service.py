@@ -25,6 +25,7 @@ from google.protobuf.message import Message
 from adapters.base import DepartmentAdapter, Fetched, RecordNotFound, RecordQuery
 from gateway import claims as claims_mod
 from gateway.access import GRANTED, Access, outcome_of, subject_of
+from gateway.admission import Admission
 from gateway.consent import ReplayCache, verify_consent
 from gateway.errors import (
     DeadlineExceeded,
@@ -40,6 +41,7 @@ from gateway.interceptors import current_request_id, current_service_item
 from gateway.metrics import Metrics
 from gateway.policy import Policy
 from gateway.proofs import ProofClaims, ProofSigner, applicant_hash, digest_of, new_proof_id
+from gateway.ratelimit import RateLimiter, caller_rate
 from gateway.validation import ValidRecordRequest, validate_record_request, validate_verify_claims
 from proofless.v1 import verification_pb2 as pb
 from proofless.v1 import verification_pb2_grpc as pb_grpc
@@ -80,6 +82,8 @@ class ServiceDeps:
     metrics: Metrics
     issuer: str
     consent_keys: Mapping[str, Any]
+    limiter: RateLimiter
+    admission: Admission
     default_deadline_s: float = 5.0
     today: Callable[[], date] = lambda: datetime.now(UTC).date()
 
@@ -126,7 +130,10 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
             policy=policy.version,
         )
         try:
-            response = await body(access, policy)
+            with self._d.admission.admit():
+                rate, known = caller_rate(policy, caller.id)
+                await self._d.limiter.acquire(caller.id, rate, known=known)
+                response = await body(access, policy)
         except ProoflessError as err:
             await self._append(access, err)
             raise
