@@ -306,6 +306,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `proofless audit replay DIR | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
