@@ -189,7 +189,7 @@ async def tour(t: Tour, s: dict[str, str], pki: DevPki) -> None:
         ),
     )
     await t.run(
-        "二手房交易: the buyer lives in Quanzhou and owns no flat there (purchase limits)",
+        "二手房交易: purchase limits — is the buyer registered in Quanzhou, and flat-free there?",
         "quangang-window",
         lambda c: c.VerifyClaims(
             _claims(

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from gateway.pki import DevPki, init_dev_pki
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "tests" / "vectors"
@@ -49,14 +50,19 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> DevPki:
+    """A fresh dev PKI (CA, server and caller certificates, signing keys) for the session."""
+    return init_dev_pki(tmp_path_factory.mktemp("pki"))
+
+
 @pytest.fixture
 def vectors() -> Path:
     return VECTORS
 
 
 @pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     # grpc honours http_proxy; tests talk to loopback only.
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "grpc_proxy"):
         monkeypatch.delenv(var, raising=False)
-    yield

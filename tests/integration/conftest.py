@@ -19,17 +19,12 @@ from prometheus_client import CollectorRegistry
 
 from adapters.simulators import run_simulators
 from gateway.config import Config, parse_config
-from gateway.pki import DevPki, init_dev_pki
+from gateway.pki import DevPki
 from gateway.server import RunningGateway, running_gateway
 from proofless.v1 import audit_pb2_grpc, verification_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
 DEV_CONFIG = ROOT / "deploy" / "config" / "gateway.toml"
-
-
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> DevPki:
-    return init_dev_pki(tmp_path_factory.mktemp("pki"))
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
