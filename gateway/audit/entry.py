@@ -1,0 +1,113 @@
+"""What an audit entry is: its canonical bytes, its kinds and the citizen's pseudonym. Pure.
+
+An entry is one JSON object, serialized canonically (sorted keys, no spaces, UTF-8 as is);
+those bytes, without the newline, are the Merkle leaf. Floats are refused: their text form
+is not canonical across implementations, and nothing in an access record needs them.
+
+An access entry, as the gateway writes it::
+
+    {"kind": "access", "time": "2026-11-21T10:00:00.123456Z", "request_id": ..., "caller": ...,
+     "rpc": "GetHouseholdRecord", "service_item": ... (事项编码), "case_id": ..., "purpose": ...,
+     "record_type": "household" | "claims", "claims": [...], "departments": [...],
+     "outcome": "granted" | "denied" | "not_found" | "error", "status": "OK" | ...,
+     "reason": ..., "latency_us": int, "proof_id": ..., "digest": sha256 hex of the disclosure,
+     "subject": HMAC hex or "", "policy": policy file sha256, "covert_until": "YYYY-MM-DD"?}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.errors import ProoflessError
+
+KIND_ACCESS = "access"
+KIND_RECOVERY = "recovery"
+KIND_START = "start"
+
+OUTCOME_GRANTED = "granted"
+OUTCOME_DENIED = "denied"
+OUTCOME_NOT_FOUND = "not_found"
+OUTCOME_ERROR = "error"
+OUTCOMES = frozenset({OUTCOME_GRANTED, OUTCOME_DENIED, OUTCOME_NOT_FOUND, OUTCOME_ERROR})
+
+
+class AuditEntryError(ProoflessError):
+    """The gateway tried to log something that is not a canonical entry (a bug, not input)."""
+
+    reason = "AUDIT_ENTRY_INVALID"
+
+
+def subject_of(pepper: bytes, id_number: str) -> str:
+    """The citizen's pseudonym in the log: hex HMAC-SHA256(audit pepper, ID number).
+
+    The pepper is a secret separate from the note key: without it, nobody can test whether a
+    given ID number appears in the log.
+    """
+    return hmac.new(pepper, id_number.encode(), hashlib.sha256).hexdigest()
+
+
+_SCALARS = frozenset({str, int, bool, type(None)})
+_FLAT = _SCALARS | {list}
+
+
+def check_entry(entry: Mapping[str, Any], path: str = "") -> None:
+    """Refuse anything canonical JSON cannot carry unambiguously (floats, non-str keys, objects).
+
+    Runs on every append: the common shape (scalar values and lists of scalars) is checked with
+    set operations at C speed; anything else takes the slow, precise path.
+    """
+    if set(map(type, entry)) <= {str}:
+        types = set(map(type, entry.values()))
+        if types <= _SCALARS:
+            return
+        if types <= _FLAT and all(
+            set(map(type, v)) <= _SCALARS for v in entry.values() if type(v) is list
+        ):
+            return
+    for key, value in entry.items():
+        if not isinstance(key, str):
+            raise AuditEntryError(f"entry key {path}{key!r} is not a string")
+        _check_value(value, f"{path}{key}")
+
+
+def _check_value(value: Any, path: str) -> None:
+    if value is None or isinstance(value, (bool, int)):
+        return
+    if isinstance(value, str):
+        return  # lone surrogates are caught when the line is encoded (canonical_json)
+    if isinstance(value, float):
+        raise AuditEntryError(f"entry field {path} is a float; use an integer or a string")
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_value(item, f"{path}[{i}]")
+        return
+    if isinstance(value, dict):
+        check_entry(value, path + ".")
+        return
+    raise AuditEntryError(f"entry field {path} has type {type(value).__name__}")
+
+
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical_json(obj: Mapping[str, Any]) -> bytes:
+    """The leaf bytes of an entry: sorted keys, no whitespace, UTF-8 (not ASCII-escaped).
+
+    The same bytes as `json.dumps(obj, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False).encode()`, with the encoder built once.
+    """
+    try:
+        return _ENCODER.encode(obj).encode()
+    except UnicodeEncodeError as exc:
+        raise AuditEntryError("entry text is not valid Unicode (lone surrogate)") from exc
+
+
+def utc_timestamp(now: datetime | None = None) -> str:
+    """Entry time: RFC 3339 UTC with microseconds, e.g. 2026-11-21T10:00:00.123456Z."""
+    now = now or datetime.now(UTC)
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,262 @@
+"""The audit log on disk: entry segments, hash tiles and checkpoints. Synchronous file I/O.
+
+Layout of a log directory (everything a static file server could publish)::
+
+    entries/00000000000000000000.jsonl   canonical JSON Lines, named by their first index,
+                                         rotated by size; a leaf is a line without its newline
+    tile/<L>/<N>[.p/<W>]                 C2SP tlog-tiles hash tiles (below)
+    checkpoints/00000000000000000256     every signed checkpoint, named by its tree size
+    checkpoint                           the latest one (replaced atomically)
+    entries/<segment>.broken             a torn tail set aside by crash recovery
+
+Hashes are kept as C2SP tlog-tiles (`tiles.py`); the entry bundles of tlog-tiles
+(`tile/entries/...`) are replaced by the JSON Lines segments.
+
+Durability: segments are what is acknowledged, so they are written and fdatasync'ed by the
+writer (and the directory fsynced when a segment is created). Tiles are derived data written at
+checkpoint time without fsync; on open they are rebuilt from the entries, so a crash can only
+lose tiles that the next start rewrites.
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway.errors import IntegrityError
+
+ENTRIES = "entries"
+CHECKPOINTS = "checkpoints"
+LATEST = "checkpoint"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_durably(path: Path, data: bytes) -> None:
+    """Write a file atomically (temporary file, fsync, rename, fsync directory)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+# ---------------------------------------------------------------------------------------------
+# Segments
+
+
+def segment_name(first: int) -> str:
+    return f"{first:020d}.jsonl"
+
+
+def segment_paths(directory: Path) -> list[tuple[int, Path]]:
+    """Segments in index order; names that are not `<20 digits>.jsonl` are ignored."""
+    found = []
+    for path in (directory / ENTRIES).glob("*.jsonl"):
+        stem = path.name.removesuffix(".jsonl")
+        if len(stem) == 20 and stem.isdigit():
+            found.append((int(stem), path))
+    return sorted(found)
+
+
+@dataclass
+class Segment:
+    first: int
+    path: Path
+    #: byte offset of each line's start; the line ends one byte before the next start (or `end`)
+    offsets: array[int] = field(default_factory=lambda: array("Q"))
+    end: int = 0
+
+    @property
+    def count(self) -> int:
+        return len(self.offsets)
+
+
+@dataclass(frozen=True)
+class BrokenTail:
+    """What crash recovery set aside: where, how much, and the first index it would have had."""
+
+    segment: Path
+    broken_file: Path
+    truncated_bytes: int
+    index: int
+
+
+class SegmentStore:
+    """Append-only JSON Lines segments. The writer thread is the only mutator."""
+
+    def __init__(self, directory: Path, segment_bytes: int) -> None:
+        self.directory = directory
+        self.segment_bytes = segment_bytes
+        self.segments: list[Segment] = []
+        self._fd: int | None = None
+        (directory / ENTRIES).mkdir(parents=True, exist_ok=True)
+
+    @property
+    def size(self) -> int:
+        return self.segments[-1].first + self.segments[-1].count if self.segments else 0
+
+    def load(
+        self,
+        check: Callable[[int, bytes], bool],
+        consume: Callable[[int, list[bytes]], None],
+    ) -> BrokenTail | None:
+        """Read every segment; `check(index, line)` each line, `consume(first, lines)` per segment.
+
+        A line failing `check` (bad JSON, wrong index) or a final line without newline in the
+        LAST segment is a torn tail: it and everything after it is copied to `<segment>.broken`,
+        fsynced, and the segment truncated. Anywhere else it is tampering: IntegrityError.
+        """
+        paths = segment_paths(self.directory)
+        broken: BrokenTail | None = None
+        expected = 0
+        for n, (first, path) in enumerate(paths):
+            if first != expected:
+                raise IntegrityError(
+                    f"audit segment {path.name} starts at {first}, expected {expected} (gap)",
+                    reason="AUDIT_GAP",
+                )
+            data = path.read_bytes()
+            lines = data.split(b"\n")
+            lines.pop()  # b"" after the final newline, or a torn line
+            good = len(lines)
+            for i, line in enumerate(lines):
+                if not check(first + i, line):
+                    good = i
+                    break
+            segment = Segment(first, path)
+            offset = 0
+            for line in lines[:good]:
+                segment.offsets.append(offset)
+                offset += len(line) + 1
+            segment.end = offset
+            if offset != len(data):
+                if n != len(paths) - 1:
+                    raise IntegrityError(
+                        f"audit entry {first + good} in sealed segment {path.name} is corrupt",
+                        reason="AUDIT_CORRUPT",
+                    )
+                broken = self._set_aside(path, data, offset, first + good)
+            consume(first, lines[:good])
+            self.segments.append(segment)
+            expected = first + good
+        return broken
+
+    def _set_aside(self, path: Path, data: bytes, offset: int, index: int) -> BrokenTail:
+        broken = path.with_name(path.name + ".broken")
+        k = 1
+        while broken.exists():
+            broken = path.with_name(f"{path.name}.{k}.broken")
+            k += 1
+        write_durably(broken, data[offset:])
+        with open(path, "r+b") as f:
+            f.truncate(offset)
+            os.fsync(f.fileno())
+        return BrokenTail(path, broken, len(data) - offset, index)
+
+    def _open_current(self, first: int) -> int:
+        if self._fd is None:
+            if not self.segments or (
+                self.segments[-1].end >= self.segment_bytes and self.segments[-1].count
+            ):
+                self._new_segment(first)
+            self._fd = os.open(self.segments[-1].path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        return self._fd
+
+    def _new_segment(self, first: int) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        path = self.directory / ENTRIES / segment_name(first)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.close(fd)
+        fsync_dir(path.parent)  # the new name must survive a crash with its contents
+        self.segments.append(Segment(first, path))
+
+    def append(self, lines: Sequence[bytes]) -> None:
+        """Write lines (without newlines) and fdatasync; rotate segments by size.
+
+        Raises OSError on any failure; the caller then stops writing for good (fail closed),
+        since a partial write leaves a torn tail that only recovery may cut.
+        """
+        i = 0
+        while i < len(lines):
+            fd = self._open_current(self.size)
+            seg = self.segments[-1]
+            room = self.segment_bytes - seg.end
+            chunk: list[bytes] = []
+            used = 0
+            while i < len(lines) and (
+                used + len(lines[i]) + 1 <= room or (not chunk and not seg.count)
+            ):
+                chunk.append(lines[i])
+                used += len(lines[i]) + 1
+                i += 1
+            if not chunk:  # the current segment is full
+                self._new_segment(self.size)
+                continue
+            data = b"\n".join(chunk) + b"\n"
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fdatasync(fd)
+            offsets, offset = seg.offsets, seg.end
+            for line in chunk:
+                offsets.append(offset)
+                offset += len(line) + 1
+            seg.end = offset
+
+    def read(self, start: int, end: int) -> list[bytes]:
+        """Leaves [start, end), read with one pread per segment touched."""
+        out: list[bytes] = []
+        for seg in self.segments:
+            lo, hi = max(start, seg.first), min(end, seg.first + seg.count)
+            if lo >= hi:
+                continue
+            a = seg.offsets[lo - seg.first]
+            b = seg.offsets[hi - seg.first] if hi - seg.first < seg.count else seg.end
+            with open(seg.path, "rb") as f:
+                f.seek(a)
+                data = f.read(b - a)
+            out.extend(data.split(b"\n")[:-1])
+        return out
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def checkpoint_name(size: int) -> str:
+    return f"{size:020d}"
+
+
+def checkpoint_paths(directory: Path) -> list[tuple[int, Path]]:
+    found = []
+    for path in (directory / CHECKPOINTS).glob("*"):
+        if len(path.name) == 20 and path.name.isdigit():
+            found.append((int(path.name), path))
+    return sorted(found)
+
+
+def store_checkpoint(directory: Path, size: int, text: str) -> None:
+    """Write `checkpoints/<size>` and replace `checkpoint`, both durably."""
+    (directory / CHECKPOINTS).mkdir(exist_ok=True)
+    write_durably(directory / CHECKPOINTS / checkpoint_name(size), text.encode())
+    write_durably(directory / LATEST, text.encode())

@@ -1,0 +1,209 @@
+"""Hash tiles: the tree's leaf and interior hashes on disk, in the C2SP tlog-tiles layout.
+
+A tile at level L holds up to 256 consecutive tree hashes of height 8·L (https://c2sp.org/tlog-tiles):
+leaf hashes are level-0 tiles, each full tile's root becomes one hash of the tile above, and any
+aligned perfect subtree is at most 127 hashings of one tile away, so a proof costs O(log n)
+small reads and never rehashes the log. Full tiles `tile/<L>/<N>` are immutable; a partial tile
+`tile/<L>/<N>.p/<W>` holds the first W hashes. Tiles are derived data: written at checkpoint
+time without fsync and rebuilt from the entries when the log opens.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.audit.merkle import HASH_SIZE, CompactRange, perfect_root
+from gateway.errors import IntegrityError
+
+TILES = "tile"
+TILE_HEIGHT = 8
+TILE_WIDTH = 1 << TILE_HEIGHT
+
+
+def tile_path(level: int, index: int, width: int = TILE_WIDTH) -> str:
+    """tlog-tiles path: `tile/<L>/<N>` with N in 3-digit groups (x001/x234/067), `.p/<W>`."""
+    digits = f"{index:03d}"
+    digits = "0" * (-len(digits) % 3) + digits
+    groups = [digits[i : i + 3] for i in range(0, len(digits), 3)]
+    name = "/".join([*(f"x{g}" for g in groups[:-1]), groups[-1]])
+    path = f"{TILES}/{level}/{name}"
+    return path if width == TILE_WIDTH else f"{path}.p/{width}"
+
+
+class TileTree:
+    """The tree kept as tlog-tiles: in memory the unfinished tile of each level, on disk the rest.
+
+    `add` appends leaf hashes (O(1) amortized: every 256th hash closes a tile and pushes its
+    root one level up). `flush` writes closed tiles and the current partial tiles; `read_node`
+    serves any aligned perfect subtree below `size` for proof building.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.size = 0
+        self.partial: list[list[bytes]] = [[]]  # per tile level, hashes of the unfinished tile
+        self._counts: list[int] = [0]  # hashes ever added per tile level
+        self._closed: dict[tuple[int, int], bytes] = {}  # full tiles not yet on disk
+        self._cache: dict[tuple[int, int], bytes] = {}  # full tiles read from disk
+        self._written_partial: dict[tuple[int, int], int] = {}
+
+    def add(self, hashes: Sequence[bytes]) -> None:
+        for h in hashes:
+            self._push(0, h)
+        self.size += len(hashes)
+
+    def _push(self, level: int, h: bytes) -> None:
+        counts = self._counts
+        while True:
+            if level == len(self.partial):
+                self.partial.append([])
+                counts.append(0)
+            tile = self.partial[level]
+            tile.append(h)
+            counts[level] += 1
+            if len(tile) < TILE_WIDTH:
+                return
+            self._closed[(level, (counts[level] - 1) >> TILE_HEIGHT)] = b"".join(tile)
+            h = perfect_root(tile)
+            self.partial[level] = []
+            level += 1
+
+    def compact_range(self) -> CompactRange:
+        """The tree's right edge, from the unfinished tiles (highest level, leftmost, first)."""
+        cr = CompactRange()
+        for level in range(len(self.partial) - 1, -1, -1):
+            tile = self.partial[level]
+            i = 0
+            for bit in range(TILE_HEIGHT - 1, -1, -1):
+                if len(tile) & (1 << bit):
+                    chunk = tile[i : i + (1 << bit)]
+                    cr.append_subtree(TILE_HEIGHT * level + bit, perfect_root(chunk))
+                    i += 1 << bit
+        return cr
+
+    def root(self) -> bytes:
+        return self.compact_range().root()
+
+    # -- disk ------------------------------------------------------------------------------
+
+    def pending_writes(self) -> list[tuple[str, bytes, bool]]:
+        """(path, data, immutable) for every tile to write so the disk matches `size`."""
+        writes = [(tile_path(lv, n), data, True) for (lv, n), data in self._closed.items()]
+        for level, tile in enumerate(self.partial):
+            if tile:
+                n = self.size >> (TILE_HEIGHT * (level + 1))
+                if self._written_partial.get((level, n)) != len(tile):
+                    writes.append((tile_path(level, n, len(tile)), b"".join(tile), False))
+        return writes
+
+    def mark_written(self, writes: Sequence[tuple[str, bytes, bool]]) -> None:
+        for path, _data, immutable in writes:
+            if immutable:
+                parts = path.split("/")
+                level = int(parts[1])
+                self._closed.pop((level, _parse_index(parts[2:])), None)
+            else:
+                head, width = path.split(".p/")
+                parts = head.split("/")
+                self._written_partial[(int(parts[1]), _parse_index(parts[2:]))] = int(width)
+
+    def write_tiles(self, writes: Sequence[tuple[str, bytes, bool]]) -> None:
+        """Write tiles (no fsync: derived data); an identical full tile on disk is kept."""
+        for rel, data, immutable in writes:
+            path = self.directory / rel
+            if immutable and path.exists() and path.read_bytes() == data:
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+            if immutable:  # the partial versions of this tile are now superseded
+                partial_dir = path.with_name(path.name + ".p")
+                if partial_dir.is_dir():
+                    for old in partial_dir.iterdir():
+                        old.unlink(missing_ok=True)
+
+    def flush(self) -> None:
+        writes = self.pending_writes()
+        self.write_tiles(writes)
+        self.mark_written(writes)
+
+    def _tile(self, level: int, index: int, need: int) -> bytes:
+        """At least the first `need` hashes of tile (level, index), from memory or disk."""
+        key = (level, index)
+        if key in self._closed:
+            return self._closed[key]
+        if level < len(self.partial) and index == self.size >> (TILE_HEIGHT * (level + 1)):
+            current = self.partial[level]
+            if len(current) >= need:
+                return b"".join(current[:need])
+        if key in self._cache:
+            return self._cache[key]
+        path = self.directory / tile_path(level, index)
+        try:
+            data = path.read_bytes()
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            self._cache[key] = data
+            return data
+        except FileNotFoundError:
+            pass
+        partial_dir = path.with_name(path.name + ".p")
+        widths = sorted(
+            (int(p.name) for p in partial_dir.glob("*") if p.name.isdigit()), reverse=True
+        )
+        for width in widths:
+            if width >= need:
+                return (partial_dir / str(width)).read_bytes()
+        raise IntegrityError(
+            f"hash tile {tile_path(level, index)} is missing", reason="TILE_MISSING"
+        )
+
+    def read_node(self, level: int, index: int) -> bytes:
+        """Hash of the perfect subtree (level, index), which must lie within `size`."""
+        if (index + 1) << level > self.size:
+            raise IntegrityError(f"node ({level}, {index}) is beyond tree size {self.size}")
+        tile_level, sub = divmod(level, TILE_HEIGHT)
+        first = index << sub  # position among the hashes of height 8·tile_level
+        n, offset = divmod(first, TILE_WIDTH)
+        count = 1 << sub
+        data = self._tile(tile_level, n, offset + count)
+        hashes = [
+            data[i : i + HASH_SIZE]
+            for i in range(offset * HASH_SIZE, (offset + count) * HASH_SIZE, HASH_SIZE)
+        ]
+        if len(hashes) != count or any(len(h) != HASH_SIZE for h in hashes):
+            raise IntegrityError(f"hash tile {tile_path(tile_level, n)} is short")
+        return hashes[0] if count == 1 else perfect_root(hashes)
+
+
+def _parse_index(parts: Sequence[str]) -> int:
+    return int("".join(p.removeprefix("x") for p in parts))
+
+
+def stored_leaf_hashes(directory: Path, start: int, end: int) -> list[bytes | None]:
+    """Leaf hashes [start, end) as stored in level-0 tiles (None where no tile holds one).
+
+    Auditors compare them with recomputed hashes to name the first entry that changed.
+    """
+    out: list[bytes | None] = []
+    n = start // TILE_WIDTH
+    while len(out) < end - start:
+        path = directory / tile_path(0, n)
+        data = b""
+        if path.exists():
+            data = path.read_bytes()
+        else:
+            partial_dir = path.with_name(path.name + ".p")
+            widths = [int(p.name) for p in partial_dir.glob("*") if p.name.isdigit()]
+            if widths:
+                data = (partial_dir / str(max(widths))).read_bytes()
+        lo = max(start, n * TILE_WIDTH)
+        for i in range(lo, min(end, (n + 1) * TILE_WIDTH)):
+            k = (i - n * TILE_WIDTH) * HASH_SIZE
+            h = data[k : k + HASH_SIZE]
+            out.append(h if len(h) == HASH_SIZE else None)
+        n += 1
+    return out

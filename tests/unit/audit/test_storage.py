@@ -1,0 +1,81 @@
+"""Segments, tlog-tiles paths and the tile tree against the pure Merkle functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.audit import merkle
+from gateway.audit.storage import SegmentStore, segment_paths
+from gateway.audit.tiles import TileTree, tile_path
+from gateway.errors import IntegrityError
+
+
+def test_tile_paths_follow_tlog_tiles() -> None:
+    assert tile_path(0, 0) == "tile/0/000"
+    assert tile_path(1, 1234067) == "tile/1/x001/x234/067"
+    assert tile_path(0, 1000, 17) == "tile/0/x001/000.p/17"
+    assert tile_path(2, 999) == "tile/2/999"
+
+
+def _leaves(n: int) -> list[bytes]:
+    return [merkle.leaf_hash(str(i).encode()) for i in range(n)]
+
+
+@pytest.mark.parametrize("size", [1, 2, 255, 256, 257, 511, 65536 + 300])
+def test_tile_tree_roots_and_proofs(tmp_path: Path, size: int) -> None:
+    hashes = _leaves(size)
+    tree = TileTree(tmp_path)
+    tree.add(hashes[: size // 3])
+    tree.flush()
+    tree.add(hashes[size // 3 :])
+    assert tree.root() == merkle.root_of(hashes)
+    assert tree.compact_range().hashes == _cr(hashes).hashes
+    tree.flush()
+    # a fresh reader with only the disk
+    disk = TileTree(tmp_path)
+    disk.size = size
+    for reader in (tree, disk):
+        for index in {0, size // 2, size - 1}:
+            proof = merkle.inclusion_proof(index, size, reader.read_node)
+            merkle.verify_inclusion(index, size, hashes[index], proof, merkle.root_of(hashes))
+        first = max(1, size // 3)
+        proof = merkle.consistency_proof(first, size, reader.read_node)
+        merkle.verify_consistency(
+            first, size, proof, merkle.root_of(hashes[:first]), merkle.root_of(hashes)
+        )
+
+
+def _cr(hashes: list[bytes]) -> merkle.CompactRange:
+    cr = merkle.CompactRange()
+    for h in hashes:
+        cr.append(h)
+    return cr
+
+
+def test_missing_tile_is_an_integrity_error(tmp_path: Path) -> None:
+    tree = TileTree(tmp_path)
+    tree.size = 600
+    with pytest.raises(IntegrityError):
+        tree.read_node(0, 3)
+    with pytest.raises(IntegrityError):
+        tree.read_node(0, 600)
+
+
+def test_segments_rotate_and_read(tmp_path: Path) -> None:
+    store = SegmentStore(tmp_path, segment_bytes=100)
+    lines = [f'{{"index":{i},"x":"{"y" * 20}"}}'.encode() for i in range(12)]
+    store.append(lines[:5])
+    store.append(lines[5:])
+    assert store.size == 12
+    assert len(store.segments) > 3
+    assert store.read(0, 12) == lines
+    assert store.read(3, 9) == lines[3:9]
+    store.close()
+    assert next(p.name for _, p in segment_paths(tmp_path)) == "00000000000000000000.jsonl"
+    again = SegmentStore(tmp_path, segment_bytes=100)
+    seen: list[bytes] = []
+    assert again.load(lambda i, line: True, lambda first, ls: seen.extend(ls)) is None
+    assert seen == lines
+    assert again.read(0, 12) == lines
