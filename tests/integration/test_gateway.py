@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -289,6 +290,46 @@ async def test_health_and_reflection(stack: Stack) -> None:
         names = {s.name for s in answer.list_services_response.service}
         assert {"proofless.v1.VerificationService", "proofless.v1.AuditService"} <= names
         break
+
+
+async def test_a_reflection_client_can_call_without_our_stubs(stack: Stack) -> None:
+    """What grpcurl does: fetch the schema by reflection, build the request from it, call."""
+    channel = await stack.channel("quangang-window")
+    refl = reflection_pb2_grpc.ServerReflectionStub(channel)
+    pool = descriptor_pool.DescriptorPool()
+    loaded: set[str] = set()
+
+    async def load(request: reflection_pb2.ServerReflectionRequest) -> None:
+        async for answer in refl.ServerReflectionInfo(iter([request])):
+            raw = answer.file_descriptor_response.file_descriptor_proto
+            for proto in (descriptor_pb2.FileDescriptorProto.FromString(r) for r in raw):
+                for dep in proto.dependency:
+                    if dep not in loaded:
+                        await load(reflection_pb2.ServerReflectionRequest(file_by_filename=dep))
+                if proto.name not in loaded:
+                    pool.Add(proto)
+                    loaded.add(proto.name)
+            break
+
+    await load(
+        reflection_pb2.ServerReflectionRequest(
+            file_containing_symbol="proofless.v1.VerificationService"
+        )
+    )
+    request_type = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("proofless.v1.ListServiceItemsRequest")
+    )
+    response_type = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("proofless.v1.ListServiceItemsResponse")
+    )
+    call = channel.unary_unary(
+        "/proofless.v1.VerificationService/ListServiceItems",
+        request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=response_type.FromString,
+    )
+    answer = await call(request_type())
+    assert answer.caller == "quangang-window"
+    assert "housing-transfer" in {i.code for i in answer.items}
 
 
 async def test_audit_service_for_auditor_only(stack: Stack) -> None:
