@@ -12,6 +12,10 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+import google.rpc  # from googleapis-common-protos, a dependency of grpcio-status
+import grpc_tools
+from grpc_tools import protoc
+
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 
@@ -22,17 +26,12 @@ def proto_files() -> list[Path]:
 
 def include_dirs() -> list[str]:
     """The well-known types (grpc_tools) and google/rpc (googleapis-common-protos)."""
-    import google.rpc  # from googleapis-common-protos, a dependency of grpcio-status
-    import grpc_tools
-
     wkt = resources.files(grpc_tools) / "_proto"
     googleapis = Path(next(iter(google.rpc.__path__))).parent.parent
     return [str(PROTO_ROOT), str(wkt), str(googleapis)]
 
 
 def generate(out_dir: Path) -> None:
-    from grpc_tools import protoc
-
     pkg = out_dir / "proofless" / "v1"
     pkg.mkdir(parents=True, exist_ok=True)
     args = ["protoc", *(f"-I{d}" for d in include_dirs())]
