@@ -39,6 +39,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.logging import configure_logging
     from gateway.server import serve
 
+    if args.workers > 1:
+        from gateway.workers import run_workers
+
+        return run_workers(args.config, args.workers, args.log_level)
     configure_logging(args.log_level)
     config = load_config(args.config)
     asyncio.run(serve(config, on_ready=lambda gw: _print_ready(gw, config, args.config)))
@@ -288,6 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config(p)
         if name != "demo":
             p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+        if name == "serve":
+            p.add_argument(
+                "--workers",
+                type=int,
+                default=1,
+                metavar="N",
+                help="N gateway processes sharing the gRPC port (SO_REUSEPORT), each with its "
+                "own audit shard <audit.dir>/worker-<i>, origin <origin>/worker-<i> and ops "
+                "port ops_listen+i (default 1: one process, no supervisor)",
+            )
         p.set_defaults(func=func)
     _add_call(sub)
     _add_proof(sub)
