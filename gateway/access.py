@@ -7,10 +7,8 @@ calls them) and turns it into exactly one audit entry, whatever the outcome.
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass, field
 from datetime import datetime
-from hashlib import sha256
 from typing import Any
 
 import grpc
@@ -25,11 +23,6 @@ from gateway.errors import (
 from gateway.proofs import rfc3339
 
 GRANTED, DENIED, NOT_FOUND, ERROR = "granted", "denied", "not_found", "error"
-
-
-def subject_of(pepper: bytes, id_number: str) -> str:
-    """`subject` = HMAC-SHA256(pepper, id_number): searchable by whoever holds the pepper only."""
-    return hmac.new(pepper, id_number.encode(), sha256).hexdigest()
 
 
 def outcome_of(error: ProoflessError) -> str:

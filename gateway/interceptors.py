@@ -67,7 +67,13 @@ def _peer_caller(context: grpc.aio.ServicerContext) -> Caller:
 
 async def abort_with(context: grpc.aio.ServicerContext, err: ProoflessError) -> None:
     status = rpc_status.to_status(err.to_status())
-    await context.abort(status.code, status.details, status.trailing_metadata)
+    # abort() replaces the trailing metadata set earlier: carry the request id over, so a
+    # refused caller can quote it (it is the audit entry's request_id)
+    trailing = tuple(status.trailing_metadata)
+    request_id = current_request_id.get()
+    if request_id:
+        trailing += (("x-request-id", request_id),)
+    await context.abort(status.code, status.details, trailing)
 
 
 class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped

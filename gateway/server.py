@@ -14,7 +14,7 @@ import json
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,8 +123,13 @@ def _grpc_options(config: Config) -> list[tuple[str, Any]]:
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    config: Config, *, registry: CollectorRegistry | None = None
+    config: Config,
+    *,
+    registry: CollectorRegistry | None = None,
+    adapters: Mapping[str, DepartmentAdapter[Any]] | None = None,
 ) -> AsyncIterator[RunningGateway]:
+    """`adapters` replaces the ones built from `config.departments` (benchmarks, tests); they
+    are still wrapped in the resilience layer configured for their department."""
     metrics = Metrics(registry or CollectorRegistry())
     signer = ProofSigner(load_ed25519_private_key(config.proof_signing_key))
 
@@ -151,13 +156,16 @@ async def running_gateway(
         checkpoint_every_ms=config.audit.checkpoint_every_ms,
         segment_bytes=config.audit.segment_bytes,
     )
-    adapters: dict[str, DepartmentAdapter[Any]] = {
+    inner = build_adapters(config.departments) if adapters is None else adapters
+    resilient: dict[str, DepartmentAdapter[Any]] = {
         name: ResilientAdapter(
             adapter,
-            ResilienceConfig.from_table(config.departments[name], where=f"departments.{name}"),
+            ResilienceConfig.from_table(
+                config.departments.get(name, {}), where=f"departments.{name}"
+            ),
             on_state_change=metrics.breaker_state,
         )
-        for name, adapter in build_adapters(config.departments).items()
+        for name, adapter in inner.items()
     }
     limiter = build_rate_limiter(config.raw.get("ratelimit", {}))
 
@@ -184,7 +192,7 @@ async def running_gateway(
 
     deps = ServiceDeps(
         policy=policy,
-        adapters=adapters,
+        adapters=resilient,
         audit=audit,
         signer=signer,
         pepper=pepper,
@@ -256,7 +264,7 @@ async def running_gateway(
                 await watcher
         await server.stop(config.server.grace_seconds)
         await audit.close()
-        for adapter in adapters.values():
+        for adapter in resilient.values():
             await adapter.close()
         await limiter.close()
         await ops.stop()

@@ -24,15 +24,15 @@ from google.protobuf.message import Message
 
 from adapters.base import DepartmentAdapter, Fetched, RecordNotFound, RecordQuery
 from gateway import claims as claims_mod
-from gateway.access import GRANTED, Access, outcome_of, subject_of
+from gateway.access import DENIED, GRANTED, Access, outcome_of
 from gateway.admission import Admission
+from gateway.audit.entry import subject_of
 from gateway.consent import ReplayCache, verify_consent
 from gateway.errors import (
     DeadlineExceeded,
     FieldViolation,
     InvalidArgument,
     NotFound,
-    PermissionDenied,
     ProoflessError,
     Unavailable,
 )
@@ -62,6 +62,14 @@ RECORD_MESSAGES: Mapping[str, type[Message]] = {
 DEADLINE_MARGIN_S = 0.010
 
 M = TypeVar("M", bound=Message)
+
+
+class Cancelled(ProoflessError):
+    """The call ended before its answer (the caller cancelled, or shutdown's grace period ran
+    out). Only ever written to the audit log: there is nobody left to answer."""
+
+    code = grpc.StatusCode.CANCELLED
+    reason = "CANCELLED"
 
 
 class AuditAppender(Protocol):
@@ -104,6 +112,8 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
     def __init__(self, deps: ServiceDeps) -> None:
         self._d = deps
         self._consent_replays = ReplayCache()
+        # id() of the accesses whose entry is being written (see `_audited`)
+        self._appending: set[int] = set()
 
     # ---- the shared story -----------------------------------------------------------
 
@@ -137,11 +147,19 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
         except ProoflessError as err:
             await self._append(access, err)
             raise
+        except asyncio.CancelledError:
+            # The caller went away, or shutdown's grace period ran out: the request still
+            # leaves its one entry, unless it was cancelled while writing that entry.
+            if id(access) not in self._appending:
+                await self._append(access, Cancelled("the call was cancelled", reason="CANCELLED"))
+            raise
         except Exception as exc:
             # An unexpected failure still leaves its entry; the interceptor answers INTERNAL.
             log.exception("unexpected failure", extra={"rpc": rpc, "request_id": access.request_id})
             await self._append(access, Unavailable("internal error", reason="INTERNAL"))
             raise exc
+        finally:
+            self._appending.discard(id(access))
         return response
 
     async def _append(self, access: Access, err: ProoflessError | None) -> int:
@@ -152,6 +170,7 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
             latency_us=int((time.perf_counter() - access.started) * 1e6),
         )
         t0 = time.perf_counter()
+        self._appending.add(id(access))
         try:
             receipt = await self._d.audit.append(entry)
         except ProoflessError:
@@ -161,7 +180,8 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
                 "the audit log cannot be written", reason="AUDIT_UNAVAILABLE"
             ) from exc
         self._d.metrics.audit_appended(time.perf_counter() - t0, int(receipt.index) + 1)
-        if err is not None and isinstance(err, PermissionDenied):
+        # every entry audited as denied is counted by its reason (policy, consent, rate limit)
+        if err is not None and outcome_of(err) == DENIED:
             self._d.metrics.denial(err.reason)
         return int(receipt.index)
 
