@@ -1,0 +1,276 @@
+"""The load generator, one process: `python -m bench.load --port P --rpc household ...`.
+
+A grpc.aio client over mutual TLS that keeps `--concurrency` unary calls in flight over
+`--channels` channels (closed loop), or sends `--rate` calls per second (open loop, for
+latency at a fixed load). The request is serialized once: the low-level
+`channel.unary_unary` with no serializers sends those bytes and hands back the response bytes
+undecoded, which roughly halves the client's CPU per call compared with generated stubs.
+
+It reads /proc/<pid>/stat of the processes named by `--pids` (the server, the department
+simulators) and of itself at the start and end of the measured window, so the report shows
+who was busy. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from bench.setup import (
+    CLAIMS_CALLER,
+    CLAIMS_ITEM,
+    RECORD_CALLER,
+    RECORD_FIELDS,
+    RECORD_ITEM,
+    scenarios,
+)
+from gateway.pki import DevPki
+from proofless.v1 import verification_pb2 as pb
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+METHODS = {
+    "household": "/proofless.v1.VerificationService/GetHouseholdRecord",
+    "claims": "/proofless.v1.VerificationService/VerifyClaims",
+}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, all its threads (/proc/<pid>/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def request_body(rpc: str) -> tuple[str, bytes]:
+    """(caller, serialized request) for the RPC measured."""
+    s = scenarios()
+    ctx = pb.RequestContext(case_id="BENCH-2026-000001", purpose="benchmark")
+    if rpc == "household":
+        ctx.service_item = RECORD_ITEM
+        req = pb.RecordRequest(context=ctx, applicant=pb.Applicant(id_number=s["household_head"]))
+        req.read_mask.paths.extend(RECORD_FIELDS)
+        return RECORD_CALLER, req.SerializeToString()
+    ctx.service_item = CLAIMS_ITEM
+    claims = pb.VerifyClaimsRequest(
+        context=ctx,
+        applicant=pb.Applicant(id_number=s["long_contributor"]),
+        claims=[
+            pb.Claim(id="lives", type="household.residence", params={"region": "350000"}),
+            pb.Claim(id="house", type="property.ownership", params={"owns": "false"}),
+            pb.Claim(id="paid", type="social_security.contribution", params={"min_months": "12"}),
+        ],
+    )
+    return CLAIMS_CALLER, claims.SerializeToString()
+
+
+def credentials(pki: DevPki, caller: str) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(
+        root_certificates=pki.ca_pem.read_bytes(),
+        private_key=pki.client_key(caller).read_bytes(),
+        certificate_chain=pki.client_pem(caller).read_bytes(),
+    )
+
+
+class Window:
+    """What happened between `open()` and `close()`: calls, errors, latencies, CPU."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = {**pids, "client": os.getpid()}
+        self.measuring = False
+        self.latencies: list[float] = []
+        self.errors: dict[str, int] = {}
+        self.start = self.end = 0.0
+        self.cpu0: dict[str, float] = {}
+        self.cpu1: dict[str, float] = {}
+
+    def open(self) -> None:
+        self.cpu0 = {k: cpu_seconds(p) for k, p in self.pids.items()}
+        self.start = time.perf_counter()
+        self.measuring = True
+
+    def close(self) -> None:
+        self.measuring = False
+        self.end = time.perf_counter()
+        self.cpu1 = {k: cpu_seconds(p) for k, p in self.pids.items()}
+
+    def record(self, latency: float, error: str | None) -> None:
+        if not self.measuring:
+            return
+        if error is None:
+            self.latencies.append(latency)
+        else:
+            self.errors[error] = self.errors.get(error, 0) + 1
+
+    def report(self) -> dict[str, Any]:
+        elapsed = self.end - self.start
+        lat = sorted(self.latencies)
+
+        def pct(q: float) -> float:
+            return lat[min(len(lat) - 1, int(q * len(lat)))] * 1e3 if lat else float("nan")
+
+        cpu = {k: (self.cpu1[k] - self.cpu0[k]) / elapsed for k in self.pids}
+        ok = len(lat)
+        server_cpu = self.cpu1.get("server", 0.0) - self.cpu0.get("server", 0.0)
+        return {
+            "seconds": elapsed,
+            "ok": ok,
+            "errors": self.errors,
+            "rps": ok / elapsed,
+            "p50_ms": pct(0.50),
+            "p90_ms": pct(0.90),
+            "p99_ms": pct(0.99),
+            "mean_ms": statistics.fmean(lat) * 1e3 if lat else float("nan"),
+            "cpu": cpu,  # cores busy, per process
+            "server_us_per_call": server_cpu / ok * 1e6 if ok else float("nan"),
+        }
+
+
+async def _call(
+    call: Any,
+    body: bytes,
+    window: Window,
+    timeout: float,  # noqa: ASYNC109 - the gRPC call's own deadline, passed through
+    started: float | None = None,
+) -> None:
+    t0 = time.perf_counter() if started is None else started
+    try:
+        await call(body, timeout=timeout)
+    except grpc.aio.AioRpcError as err:
+        window.record(0.0, err.code().name)
+        return
+    window.record(time.perf_counter() - t0, None)
+
+
+async def closed_loop(calls: list[Any], body: bytes, args: argparse.Namespace, w: Window) -> None:
+    stop = False
+
+    async def worker(call: Any) -> None:
+        while not stop:
+            await _call(call, body, w, args.timeout)
+
+    workers = [asyncio.create_task(worker(calls[i % len(calls)])) for i in range(args.concurrency)]
+    await asyncio.sleep(args.warmup)
+    w.open()
+    await asyncio.sleep(args.seconds)
+    w.close()
+    stop = True
+    await asyncio.gather(*workers)
+
+
+async def open_loop(calls: list[Any], body: bytes, args: argparse.Namespace, w: Window) -> None:
+    """`rate` calls per second on a fixed schedule; latency counts from the scheduled time,
+    so a client that falls behind shows it instead of hiding it."""
+    interval = 1.0 / args.rate
+    pending: set[asyncio.Task[None]] = set()
+    begin = time.perf_counter()
+    end_warmup = begin + args.warmup
+    end = end_warmup + args.seconds
+    n = 0
+    opened = False
+    while True:
+        due = begin + n * interval
+        now = time.perf_counter()
+        if not opened and now >= end_warmup:
+            w.open()
+            opened = True
+        if due >= end:
+            break
+        if due > now:
+            await asyncio.sleep(due - now)
+        task = asyncio.create_task(_call(calls[n % len(calls)], body, w, args.timeout, due))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+        n += 1
+    await asyncio.gather(*pending)
+    w.close()
+
+
+async def held(calls: list[Any], body: bytes, args: argparse.Namespace, w: Window) -> None:
+    """Memory: `concurrency` calls in flight at once (the server holds each), RSS sampled
+    while they are held; prints the server's RSS before and during."""
+    rss0 = rss_kib(w.pids["server"])
+    tasks = [
+        asyncio.create_task(_call(calls[i % len(calls)], body, w, args.timeout))
+        for i in range(args.concurrency)
+    ]
+    w.open()
+    await asyncio.sleep(args.seconds)
+    rss1 = rss_kib(w.pids["server"])
+    await asyncio.gather(*tasks)
+    w.close()
+    w.rss = (rss0, rss1)  # type: ignore[attr-defined]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    pki = DevPki(Path(args.workdir) / "pki")
+    caller, body = request_body(args.rpc)
+    creds = credentials(pki, caller)
+    options = [("grpc.ssl_target_name_override", "localhost")]
+    channels = [
+        grpc.aio.secure_channel(f"127.0.0.1:{args.port}", creds, options=options)
+        for _ in range(args.channels)
+    ]
+    try:
+        for ch in channels:
+            await asyncio.wait_for(ch.channel_ready(), 10)
+        calls = [ch.unary_unary(METHODS[args.rpc]) for ch in channels]
+        pids = dict(kv.split("=") for kv in args.pids.split(",") if kv)
+        w = Window({k: int(v) for k, v in pids.items()})
+        if args.mode == "closed":
+            await closed_loop(calls, body, args, w)
+        elif args.mode == "open":
+            await open_loop(calls, body, args, w)
+        else:
+            await held(calls, body, args, w)
+        out = w.report()
+        if hasattr(w, "rss"):
+            out["rss_kib"] = list(w.rss)
+        out.update(mode=args.mode, concurrency=args.concurrency, channels=args.channels)
+        if args.mode == "open":
+            out["rate"] = args.rate
+        return out
+    finally:
+        for ch in channels:
+            await ch.close()
+
+
+def run() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--rpc", choices=sorted(METHODS), default="household")
+    parser.add_argument("--mode", choices=("closed", "open", "held"), default="closed")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--channels", type=int, default=4)
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--warmup", type=float, default=0.5)
+    parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--pids", default="", help="name=pid,... whose CPU to report")
+    parser.add_argument("--uvloop", action="store_true")
+    args = parser.parse_args()
+    if args.uvloop:
+        import uvloop  # noqa: PLC0415 - optional, only with --uvloop
+
+        result = uvloop.run(main(args))
+    else:
+        result = asyncio.run(main(args))
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    run()

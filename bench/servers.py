@@ -1,0 +1,213 @@
+"""The servers under test, one process each: `python -m bench.servers KIND --workdir DIR`.
+
+    sims      the three department simulators (HTTP household and social security, SQLite
+              property front-end database)
+    b0        bare grpc.aio over mutual TLS: GetHouseholdRecord answers a canned response
+    b1        bare grpc.aio pass-through: the same RPC calls the household simulator through
+              the real signed adapter and returns the mapped record; no policy, audit or proof
+    gw-mem    Proofless, every feature on, household department in process (canned record)
+    gw-http   Proofless, every feature on, the three simulators over HTTP and SQL
+
+A server prints one line `READY {json}` on stdout once it serves, then runs until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from adapters import mapping
+from adapters.base import DepartmentId, Fetched, RecordNotFound, RecordQuery
+from adapters.household import HouseholdAdapter
+from adapters.simulators.datagen import generate
+from adapters.simulators.household import person_payload
+from bench.setup import POPULATION, RECORD_FIELDS, SEED, Workdir
+from gateway.config import parse_config
+from gateway.pki import DevPki
+from proofless.v1 import verification_pb2 as pb
+from proofless.v1 import verification_pb2_grpc as pb_grpc
+
+
+def canned_record() -> tuple[str, pb.HouseholdRecord, datetime]:
+    """The household head of the bench population, as the household adapter maps it."""
+    population = generate(seed=SEED, size=POPULATION)
+    idn = population.scenarios["household_head"]
+    data = person_payload(population, population.people[idn])
+    return idn, mapping.household_record(data), mapping.as_of(data["GXSJ"], "household")
+
+
+class InProcessHousehold:
+    """A `DepartmentAdapter` answering from memory: the department costs nothing, so the
+    figure is the gateway's own cost. `delay_s` holds requests in flight (memory figure)."""
+
+    department: DepartmentId = "household"
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self._idn, self._record, self._as_of = canned_record()
+        self._delay_s = delay_s
+
+    async def fetch(self, query: RecordQuery, deadline: float) -> Fetched[pb.HouseholdRecord]:
+        if self._delay_s:
+            await asyncio.sleep(self._delay_s)
+        if query.id_number != self._idn:
+            raise RecordNotFound("household: no such person")
+        record = pb.HouseholdRecord()
+        record.CopyFrom(self._record)  # a fresh message per fetch, as a real adapter returns
+        return Fetched(self.department, record, self._as_of)
+
+    async def health(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+def _server_credentials(pki: DevPki) -> grpc.ServerCredentials:
+    return grpc.ssl_server_credentials(
+        [(pki.server_key.read_bytes(), pki.server_pem.read_bytes())],
+        root_certificates=pki.ca_pem.read_bytes(),
+        require_client_auth=True,
+    )
+
+
+class CannedServicer(pb_grpc.VerificationServiceServicer):
+    """B0: the stack's ceiling: TLS, HTTP/2, protobuf, one canned answer."""
+
+    def __init__(self) -> None:
+        _, record, _ = canned_record()
+        masked = pb.HouseholdRecord()
+        for name in RECORD_FIELDS:
+            setattr(masked, name, getattr(record, name))
+        self._response = pb.HouseholdRecordResponse(record=masked)
+
+    async def GetHouseholdRecord(self, request: Any, context: Any) -> pb.HouseholdRecordResponse:
+        return self._response
+
+
+class PassThroughServicer(pb_grpc.VerificationServiceServicer):
+    """B1: the irreducible work of a gateway: the same department call through the same
+    signed, pooled adapter, the answer mapped and returned."""
+
+    def __init__(self, adapter: HouseholdAdapter) -> None:
+        self._adapter = adapter
+
+    async def GetHouseholdRecord(self, request: Any, context: Any) -> pb.HouseholdRecordResponse:
+        fetched = await self._adapter.fetch(
+            RecordQuery(request.applicant.id_number), time.monotonic() + 5
+        )
+        masked = pb.HouseholdRecord()
+        for name in RECORD_FIELDS:
+            setattr(masked, name, getattr(fetched.record, name))
+        return pb.HouseholdRecordResponse(record=masked)
+
+
+@contextlib.asynccontextmanager
+async def bare_server(work: Workdir, servicer: Any) -> AsyncIterator[int]:
+    server = grpc.aio.server(
+        options=[("grpc.max_concurrent_streams", 1024), ("grpc.so_reuseport", 1)]
+    )
+    pb_grpc.add_VerificationServiceServicer_to_server(servicer, server)
+    port = server.add_secure_port("127.0.0.1:0", _server_credentials(work.pki))
+    await server.start()
+    try:
+        yield port
+    finally:
+        await server.stop(0.5)
+
+
+def _with_sims(raw: dict[str, Any], sims: dict[str, str]) -> dict[str, Any]:
+    deps = raw["departments"]
+    deps["household"]["url"] = sims["household_url"]
+    deps["social_security"]["url"] = sims["social_security_url"]
+    deps["property"]["dsn"] = sims["property_dsn"]
+    return raw
+
+
+async def _until_stopped() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def _ready(**info: Any) -> None:
+    print("READY " + json.dumps(info), flush=True)
+
+
+async def main(args: argparse.Namespace) -> None:
+    work = Workdir(Path(args.workdir), DevPki(Path(args.workdir) / "pki"))
+    raw = work.raw_config()
+    sims = json.loads(args.sims) if args.sims else None
+    if sims:
+        raw = _with_sims(raw, sims)
+    kind = args.kind
+    if kind == "sims":
+        from adapters.simulators import run_simulators  # noqa: PLC0415 - sims process only
+
+        secret = work.pki.household_secret.read_text().strip().encode()
+        async with run_simulators(raw["simulators"], raw["departments"], secret=secret) as s:
+            _ready(
+                household_url=s.household_url,
+                social_security_url=s.social_security_url,
+                property_dsn=s.property_dsn,
+            )
+            await _until_stopped()
+    elif kind == "b0":
+        async with bare_server(work, CannedServicer()) as port:
+            _ready(port=port)
+            await _until_stopped()
+    elif kind == "b1":
+        adapter = HouseholdAdapter.from_config(raw["departments"]["household"])
+        try:
+            async with bare_server(work, PassThroughServicer(adapter)) as port:
+                _ready(port=port)
+                await _until_stopped()
+        finally:
+            await adapter.close()
+    elif kind in ("gw-mem", "gw-http"):
+        from gateway.server import running_gateway  # noqa: PLC0415 - gateway processes only
+
+        raw["audit"]["dir"] = str(work.dir / f"audit-{kind}-{args.tag}")
+        config = parse_config(raw, "bench")
+        adapters = None
+        if kind == "gw-mem":
+            adapters = {"household": InProcessHousehold(args.delay_ms / 1000)}
+        async with running_gateway(config, adapters=adapters) as gw:
+            _ready(port=gw.port, ops_port=gw.ops_port)
+            await _until_stopped()
+    else:
+        raise SystemExit(f"unknown server kind {kind!r}")
+
+
+def run() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("kind")
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--sims", default="", help="the sims' READY json (URLs, DSN)")
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="gw-mem: hold each fetch")
+    parser.add_argument("--tag", default="0", help="distinguishes audit directories")
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    args = parser.parse_args()
+    if args.uvloop:
+        import uvloop  # noqa: PLC0415 - optional, only with --uvloop
+
+        uvloop.run(main(args))
+    else:
+        asyncio.run(main(args))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    run()

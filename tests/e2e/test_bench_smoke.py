@@ -1,0 +1,54 @@
+"""`make bench` works: one quick round writes a results file with every figure. No timed
+assertions (speed is what `make bench` reports, as ratios, not what tests check)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
+    if not shutil.which("taskset"):
+        pytest.skip("taskset (util-linux) is needed to pin the bench's processes")
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--output", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    for key in ("cpu_model", "cores", "python", "grpcio", "protobuf"):
+        assert results["machine"][key]
+    for name in ("b0", "gw_mem", "b1", "gw_http", "gw_claims"):
+        figure = results["throughput"][name]
+        assert set(figure["rps"]) == {"min", "median", "max"}
+        assert figure["rps"]["median"] > 0
+        assert figure["runs"][0]["errors"] == {}
+        assert "server" in figure["runs"][0]["cpu"]
+        assert "client" in figure["runs"][0]["cpu"]
+    for ratio in ("gw_mem/b0", "gw_http/b1", "added_p50_ms"):
+        assert set(results["ratios"][ratio]) == {"min", "median", "max"}
+    assert "workers_2/1" in results["ratios"] or any("workers" in n for n in results["notes"])
+    other = results["other"]
+    for key in (
+        "jws_sign_per_s",
+        "jws_verify_per_s",
+        "audit_appends_per_s",
+        "audit_verify_s_per_million",
+        "memory_mib_per_1000_in_flight (median)",
+    ):
+        assert other[key] > 0
+    assert "gw_mem/b0" in done.stdout
