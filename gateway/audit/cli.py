@@ -21,6 +21,7 @@ from gateway.audit.note import NoteSigner, NoteVerifier, SignedCheckpoint
 from gateway.audit.storage import CHECKPOINTS, LATEST, checkpoint_name, store_checkpoint
 from gateway.audit.verify import verify_log
 from gateway.errors import ConfigError, ProoflessError
+from gateway.policy import parse_policy
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -113,6 +114,22 @@ def cmd_prove(args: argparse.Namespace) -> int:
     key = NoteVerifier.from_vkey(args.key) if args.key else None
     print(json.dumps(tools.prove(args.dir, index, args.size, key), indent=2))
     return 0
+
+
+@_guard
+def cmd_recheck(args: argparse.Namespace) -> int:
+    policies = [parse_policy(_read(p, "policy file"), str(p)) for p in args.policy]
+    report = tools.recheck(args.dir, policies)
+    for finding in report.findings:
+        print(finding.line())
+    known = ", ".join(f"{p.version[:12]} ({p.source})" for p in policies)
+    print(
+        f"Results: {report.granted} granted entries, {report.allowed} allowed by the policy "
+        f"in force, {len(report.findings)} not: "
+        + ("VALID" if report.ok else "INVALID")
+        + f"; policies given: {known}"
+    )
+    return 0 if report.ok else 1
 
 
 @_guard
@@ -243,6 +260,22 @@ def add_audit_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--size", type=int, help="prove against the checkpoint of this tree size")
     p.add_argument("--key", help="also check the checkpoint's signature with this vkey")
     p.set_defaults(func=cmd_prove)
+
+    p = sub.add_parser(
+        "recheck",
+        help="re-evaluate every grant against the policy version in force at the time",
+        description="For every granted access entry, find the policy file whose SHA-256 the "
+        "entry records and re-run its decision (caller, service item, record type or claim "
+        "types). Lists each grant that policy did not allow and each entry whose policy "
+        "version is not among the files; exit status 1 if any. Trusts the entries: run "
+        "`audit verify` first.",
+    )
+    p.add_argument("dir", type=_dir, help="the log directory")
+    p.add_argument(
+        "--policy", action="extend", nargs="+", type=Path, required=True, metavar="FILE",
+        help="policy files (every version that was in force; repeatable)",
+    )  # fmt: skip
+    p.set_defaults(func=cmd_recheck)
 
     p = sub.add_parser(
         "key",

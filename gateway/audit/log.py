@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
-from collections import defaultdict
+import re
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from gateway.audit.storage import (
     checkpoint_paths,
     store_checkpoint,
 )
-from gateway.audit.tiles import TileTree
+from gateway.audit.tiles import TileTree, stored_leaf_hashes
 from gateway.errors import FieldViolation, IntegrityError, InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
@@ -47,8 +49,22 @@ class AppendReceipt:
     leaf_hash: bytes
 
 
-#: (canonical line, subject or None, the appender's future)
-_Pending = tuple[bytes, Any, "asyncio.Future[AppendReceipt]"]
+_sha256 = hashlib.sha256
+#: `"subject":"<hex>"` as a top-level key of a canonical line: a quote inside a string is always
+#: escaped, so `{"` or `,"` before the key can only be structure, never string content.
+_SUBJECT = re.compile(rb'[{,]"subject":"([0-9a-f]{64})"')
+
+
+class _Batch(asyncio.Future[tuple[int, list[bytes]]]):
+    """One future for every append of a group commit: (first index, leaf hashes).
+
+    All appenders of a batch await it, so cancelling one of them must not cancel it for the
+    others: `cancel` refuses, and asyncio then delivers the appender's CancelledError once the
+    batch is durable (its entry is on disk either way; only its reply is dropped).
+    """
+
+    def cancel(self, msg: Any = None) -> bool:
+        return False
 
 
 class AuditLog:
@@ -86,9 +102,14 @@ class AuditLog:
         self._every_s = checkpoint_every_ms / 1000
         self._segments = SegmentStore(directory, segment_bytes)
         self._tiles = TileTree(directory)
-        self._subjects: defaultdict[str, list[int]] = defaultdict(list)
+        #: subject → entry indexes; the part before `_indexed_from` fills in in the background
+        self._subjects: dict[str, array[int]] = {}
+        self._indexed = asyncio.Event()
+        self._index_failure: BaseException | None = None
         self._latest: SignedCheckpoint | None = None
-        self._pending: list[_Pending] = []
+        self._lines: list[bytes] = []
+        self._line_subjects: list[tuple[str, int]] = []
+        self._batch: _Batch | None = None
         self._next_index = 0
         self._wake = asyncio.Event()
         self._checkpoint_due = asyncio.Event()
@@ -113,9 +134,19 @@ class AuditLog:
         """Open (or create) the log in `directory`, recovering from a crash first.
 
         A torn or corrupt tail of the last segment is kept as `<segment>.broken` and cut off;
-        the tree is rebuilt from the entries and must match the last checkpoint (a shorter log
-        or a different root is an IntegrityError: the log refuses to start); the recovery is
-        then logged as an entry of its own.
+        the tree must match the last checkpoint (a shorter log or a different root is an
+        IntegrityError: the log refuses to start); the recovery is then logged as an entry of
+        its own.
+
+        Opening does not rehash the whole log: the tiles persisted under the last checkpoint are
+        trusted once the root they give equals that signed checkpoint's root; then only the
+        last segment is re-read (its lines under the checkpoint compared with the stored leaf
+        hashes, the ones after it checked as JSON and added). Missing or disagreeing tiles
+        (they are written without fsync) fall back to rebuilding the tree from every entry.
+        Full re-verification of every entry is `proofless audit verify`'s job.
+
+        The subject index behind `accesses` is built from the entries by an owned background
+        task; `accesses` waits for it.
         """
         signer = note_key if isinstance(note_key, NoteSigner) else NoteSigner(origin, note_key)
         if signer.name != origin:
@@ -133,6 +164,7 @@ class AuditLog:
         self._tasks = [
             asyncio.create_task(self._writer(), name="audit-writer"),
             asyncio.create_task(self._checkpointer(), name="audit-checkpointer"),
+            asyncio.create_task(self._index_subjects(self.tree_size), name="audit-indexer"),
         ]
         if broken is not None:
             log.warning("audit log recovered: %d bytes set aside", broken.truncated_bytes)
@@ -149,49 +181,108 @@ class AuditLog:
         return self
 
     def _recover(self) -> BrokenTail | None:
-        tiles, subjects = self._tiles, self._subjects
-
-        def check(index: int, line: bytes) -> bool:
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                return False
-            if not isinstance(obj, dict) or obj.get("index") != index:
-                return False
-            subject = obj.get("subject")
-            if isinstance(subject, str) and subject:
-                subjects[subject].append(index)
-            return True
-
-        def consume(first: int, lines: list[bytes]) -> None:
-            tiles.add([merkle.leaf_hash(line) for line in lines])
-
-        broken = self._segments.load(check, consume)
         candidates = [p for _, p in checkpoint_paths(self.directory)[-1:]]
         if (self.directory / LATEST).exists():
             candidates.append(self.directory / LATEST)
         opened = [SignedCheckpoint.open(p.read_bytes(), self._signer.verifier) for p in candidates]
-        if opened:
-            latest = max(opened, key=lambda cp: cp.size)
-            if latest.size > tiles.size:
+        latest = max(opened, key=lambda cp: cp.size) if opened else None
+        trusted = 0
+        if latest is not None and latest.size:
+            try:
+                tiles = TileTree.at_size(self.directory, latest.size)
+                if tiles.root() == latest.root:
+                    self._tiles, trusted = tiles, latest.size
+                else:
+                    log.warning("audit tiles disagree with the checkpoint; rehashing the log")
+            except IntegrityError as exc:
+                log.warning("audit tiles unusable (%s); rehashing the log", exc)
+        tiles, directory = self._tiles, self.directory
+
+        def check(index: int, line: bytes) -> bool:
+            if index < trusted:
+                return True  # compared with its stored leaf hash in consume
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                return False
+            return isinstance(obj, dict) and obj.get("index") == index
+
+        def consume(first: int, lines: list[bytes]) -> None:
+            hashes = [_sha256(b"\x00" + line).digest() for line in lines]
+            covered = min(len(hashes), max(0, trusted - first))
+            if covered:
+                stored = stored_leaf_hashes(directory, first, first + covered)
+                for i, (mine, theirs) in enumerate(zip(hashes, stored, strict=False)):
+                    if mine != theirs:
+                        raise IntegrityError(
+                            f"audit entry {first + i} does not match its checkpointed hash",
+                            reason="AUDIT_ROOT_MISMATCH",
+                        )
+            tiles.add(hashes[covered:])
+
+        broken = self._segments.load(check, consume, trusted=trusted)
+        size = self._segments.size
+        if latest is not None:
+            if latest.size > size:
                 raise IntegrityError(
-                    f"audit log has {tiles.size} entries but its checkpoint covers {latest.size}",
+                    f"audit log has {size} entries but its checkpoint covers {latest.size}",
                     reason="AUDIT_ROLLED_BACK",
                 )
-            root = (
-                merkle.subtree_hash(0, latest.size, tiles.read_node)
-                if latest.size
-                else (merkle.EMPTY_ROOT)
-            )
-            if root != latest.root:
-                raise IntegrityError(
-                    f"audit log does not match its checkpoint at size {latest.size}",
-                    reason="AUDIT_ROOT_MISMATCH",
+            if not trusted:
+                root = (
+                    merkle.subtree_hash(0, latest.size, tiles.read_node)
+                    if latest.size
+                    else merkle.EMPTY_ROOT
                 )
+                if root != latest.root:
+                    raise IntegrityError(
+                        f"audit log does not match its checkpoint at size {latest.size}",
+                        reason="AUDIT_ROOT_MISMATCH",
+                    )
             self._latest = latest
+        assert tiles.size == size, (tiles.size, size)
         # Only now rewrite tiles: a log that fails the checks above keeps its evidence.
         tiles.flush()
         return broken
+
+    async def _index_subjects(self, end: int) -> None:
+        """Fill the subject index for entries [0, end) from the segments, off the event loop.
+
+        Entries appended after opening are indexed by the writer as they land; the two parts
+        are joined here, in index order, before `accesses` answers.
+        """
+        found: dict[str, array[int]] = {}
+        try:
+            for segment in list(self._segments.segments):
+                if segment.first >= end:
+                    break
+                await asyncio.to_thread(self._scan_subjects, segment.path, segment.first,
+                                        min(end, segment.first + segment.count), found)  # fmt: skip
+        except OSError as exc:
+            log.error("audit subject index could not be built: %s", exc)
+            self._index_failure = exc
+        except asyncio.CancelledError as exc:  # closed before the index was complete
+            self._index_failure = exc
+            raise
+        else:
+            for subject, later in self._subjects.items():
+                found.setdefault(subject, array("Q")).extend(later)
+            self._subjects = found
+        finally:
+            self._indexed.set()
+
+    @staticmethod
+    def _scan_subjects(path: Path, first: int, end: int, found: dict[str, array[int]]) -> None:
+        with open(path, "rb") as f:
+            lines = f.read().split(b"\n")[: end - first]
+        search = _SUBJECT.search
+        for i, line in enumerate(lines, first):
+            m = search(line)
+            if m is not None:
+                subject = m.group(1).decode()
+                if subject not in found:
+                    found[subject] = array("Q")
+                found[subject].append(i)
 
     # -- appending -------------------------------------------------------------------------
 
@@ -209,47 +300,60 @@ class AuditLog:
         index = self._next_index
         line = canonical_json({**entry, "index": index})
         self._next_index = index + 1
-        future: asyncio.Future[AppendReceipt] = asyncio.get_running_loop().create_future()
-        self._pending.append((line, entry.get("subject"), future))
-        self._wake.set()
-        return await future
+        self._lines.append(line)
+        subject = entry.get("subject")
+        if subject and type(subject) is str:
+            self._line_subjects.append((subject, index))
+        batch = self._batch
+        if batch is None:
+            batch = self._batch = _Batch()
+            self._wake.set()
+        first, hashes = await batch
+        return AppendReceipt(index, hashes[index - first])
 
     async def _writer(self) -> None:
         while True:
-            if not self._pending:
+            if not self._lines:
                 if self._closing:
                     return
                 await self._wake.wait()
-            self._wake.clear()
-            batch, self._pending = self._pending, []
+                self._wake.clear()
+                continue
+            lines, self._lines = self._lines, []
+            subjects, self._line_subjects = self._line_subjects, []
+            batch, self._batch = self._batch, None
+            assert batch is not None
             first = self._segments.size
             try:
-                hashes = await asyncio.to_thread(self._write, [line for line, _, _ in batch])
+                hashes = await asyncio.to_thread(self._write, lines)
             except OSError as exc:
                 self._fail(exc, batch)
                 return
             self._tiles.add(hashes)
-            for i, (_, subject, future) in enumerate(batch):
-                if subject and isinstance(subject, str):
-                    self._subjects[subject].append(first + i)
-                if not future.done():
-                    future.set_result(AppendReceipt(first + i, hashes[i]))
+            index = self._subjects
+            for subject, i in subjects:
+                if subject not in index:
+                    index[subject] = array("Q")
+                index[subject].append(i)
+            batch.set_result((first, hashes))
             if self._latest is None or self.tree_size - self._latest.size >= self._every_entries:
                 self._checkpoint_due.set()
 
     def _write(self, lines: list[bytes]) -> list[bytes]:
         self._segments.append(lines)
-        return [merkle.leaf_hash(line) for line in lines]
+        return [_sha256(b"\x00" + line).digest() for line in lines]
 
-    def _fail(self, exc: OSError, batch: list[_Pending]) -> None:
+    def _fail(self, exc: OSError, batch: _Batch) -> None:
         log.error("audit log write failed, failing closed: %s", exc)
         self._failure = exc
-        for _, _, future in [*batch, *self._pending]:
-            if not future.done():
+        for pending in (batch, self._batch):
+            if pending is not None and not pending.done():
                 error = Unavailable("the audit log cannot be written", reason=AUDIT_UNAVAILABLE)
                 error.__cause__ = exc
-                future.set_exception(error)
-        self._pending = []
+                pending.set_exception(error)
+        self._batch = None
+        self._lines = []
+        self._line_subjects = []
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -339,8 +443,14 @@ class AuditLog:
             raise InvalidArgument([FieldViolation("first", "must satisfy 0 < first <= second")])
         return merkle.consistency_proof(first, second, self._tiles.read_node)
 
-    def accesses(self, subject: str) -> list[int]:
-        """Indexes of the entries about this subject (HMAC of an ID number), in order."""
+    async def accesses(self, subject: str) -> list[int]:
+        """Indexes of the entries about this subject (HMAC of an ID number), in order.
+
+        Waits for the background index of the entries that were there at opening.
+        """
+        await self._indexed.wait()
+        if self._index_failure is not None:
+            raise Unavailable("the audit subject index is unavailable", reason=AUDIT_UNAVAILABLE)
         return list(self._subjects.get(subject, ()))
 
     # -- closing ---------------------------------------------------------------------------
@@ -352,8 +462,11 @@ class AuditLog:
         self._closing = True
         self._wake.set()
         self._checkpoint_due.set()
+        for task in self._tasks:
+            if task.get_name() == "audit-indexer":
+                task.cancel()
         try:
-            await asyncio.gather(*self._tasks)
+            await asyncio.gather(*self._tasks[:2])
             if self._failure is None:
                 await self._checkpoint()
         finally:

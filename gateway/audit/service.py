@@ -134,7 +134,8 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
                 raise _bad("page_token", "is not a token this service issued")
             start = int(request.page_token)
 
-        indexes = [i for i in self._log.accesses(subject_of(self._pepper, id_number)) if i >= start]
+        subject = subject_of(self._pepper, id_number)
+        indexes = [i for i in await self._log.accesses(subject) if i >= start]
         today = datetime.now(UTC).date()
         accesses: list[audit_pb2.Access] = []
         next_token = ""

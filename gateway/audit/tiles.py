@@ -49,10 +49,52 @@ class TileTree:
         self._cache: dict[tuple[int, int], bytes] = {}  # full tiles read from disk
         self._written_partial: dict[tuple[int, int], int] = {}
 
+    @classmethod
+    def at_size(cls, directory: Path, size: int) -> TileTree:
+        """The tree of `size` leaves as persisted: its unfinished tile per level, read from disk.
+
+        O(log n) small reads instead of rehashing the log. The caller must check `root()`
+        against a signed checkpoint before trusting it (tiles are written without fsync).
+        Raises IntegrityError (TILE_MISSING) when a tile it needs is absent or short.
+        """
+        tree = cls(directory)
+        tree.size = size
+        partial: list[list[bytes]] = []
+        counts: list[int] = []
+        level = 0
+        while level == 0 or size >> (TILE_HEIGHT * level):
+            count = size >> (TILE_HEIGHT * level)
+            width = count & (TILE_WIDTH - 1)
+            hashes: list[bytes] = []
+            if width:
+                data = tree._tile(level, count >> TILE_HEIGHT, width)
+                hashes = [data[i : i + HASH_SIZE] for i in range(0, width * HASH_SIZE, HASH_SIZE)]
+                if len(hashes[-1]) != HASH_SIZE:
+                    raise IntegrityError(
+                        f"hash tile {tile_path(level, count >> TILE_HEIGHT)} is short",
+                        reason="TILE_MISSING",
+                    )
+            partial.append(hashes)
+            counts.append(count)
+            level += 1
+        tree.partial, tree._counts = partial, counts
+        tree._cache.clear()
+        return tree
+
     def add(self, hashes: Sequence[bytes]) -> None:
-        for h in hashes:
-            self._push(0, h)
-        self.size += len(hashes)
+        """Append leaf hashes: whole runs extend the level-0 tile; a full tile goes up a level."""
+        i, n = 0, len(hashes)
+        while i < n:
+            tile = self.partial[0]
+            take = min(TILE_WIDTH - len(tile), n - i)
+            tile.extend(hashes[i : i + take])
+            self._counts[0] += take
+            i += take
+            if len(tile) == TILE_WIDTH:
+                self._closed[(0, (self._counts[0] - 1) >> TILE_HEIGHT)] = b"".join(tile)
+                self.partial[0] = []
+                self._push(1, perfect_root(tile))
+        self.size += n
 
     def _push(self, level: int, h: bytes) -> None:
         counts = self._counts

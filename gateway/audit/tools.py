@@ -17,7 +17,8 @@ from gateway.audit import merkle
 from gateway.audit.note import NoteSigner, NoteVerifier, SignedCheckpoint
 from gateway.audit.storage import CHECKPOINTS, LATEST, checkpoint_name, segment_paths
 from gateway.audit.tiles import TileTree
-from gateway.errors import ConfigError, IntegrityError, NotFound
+from gateway.errors import ConfigError, IntegrityError, NotFound, PermissionDenied
+from gateway.policy import Policy
 
 
 def iter_lines(directory: Path) -> Iterator[tuple[int, bytes]]:
@@ -223,3 +224,94 @@ def witness(
     tmp.write_text(cosigned.text)
     tmp.replace(state)
     return cosigned
+
+
+# ---------------------------------------------------------------------------------------------
+# recheck: grants against the policy version in force at the time
+
+
+RECORD_TYPES = frozenset({"household", "social_security", "property"})
+
+
+@dataclass(frozen=True)
+class Regrant:
+    """A granted entry the policy in force did not allow, or whose policy is not at hand."""
+
+    index: int
+    caller: str
+    service_item: str
+    record_type: str
+    policy: str
+    why: str
+
+    def line(self) -> str:
+        return (
+            f"entry {self.index}: {self.caller} {self.service_item} {self.record_type} "
+            f"(policy {self.policy[:12]}): {self.why}"
+        )
+
+
+@dataclass
+class RecheckReport:
+    granted: int = 0
+    allowed: int = 0
+    findings: list[Regrant] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+def _decide(policy: Policy, e: dict[str, Any]) -> str | None:
+    """Why `policy` would not have granted entry `e`, or None if it would have."""
+    caller, item = str(e.get("caller", "")), str(e.get("service_item", ""))
+    record_type = str(e.get("record_type", ""))
+    try:
+        if record_type == "claims":
+            claims = e.get("claims") or []
+            if not isinstance(claims, list):
+                return "entry's claims field is not a list"
+            policy.authorize_claims(caller, item, [str(c) for c in claims])
+        elif record_type in RECORD_TYPES:
+            policy.authorize_record(caller, item, record_type, [])
+        elif record_type == "catalogue":  # ListServiceItems: any caller the policy names
+            if policy.caller(caller) is None:
+                return "NOT ALLOWED (CALLER_UNKNOWN): caller is not in the policy"
+        else:
+            return f"unknown record type {record_type!r}"
+    except PermissionDenied as err:
+        return f"NOT ALLOWED ({err.reason}): {err.message}"
+    return None
+
+
+def recheck(directory: Path, policies: Iterable[Policy]) -> RecheckReport:
+    """Re-evaluate every granted access entry against the policy whose version (SHA-256 of the
+    policy file) the entry records; list each grant it did not allow and each entry whose
+    policy version is not among `policies`. Run `audit verify` first: this trusts the entries."""
+    by_version = {p.version: p for p in policies}
+    report = RecheckReport()
+    for index, line in iter_lines(directory):
+        try:
+            e = json.loads(line)
+        except ValueError as exc:
+            raise IntegrityError(f"entry {index} is not JSON; run `audit verify`") from exc
+        if not isinstance(e, dict) or e.get("kind") != "access" or e.get("outcome") != "granted":
+            continue
+        report.granted += 1
+        version = str(e.get("policy", ""))
+        policy = by_version.get(version)
+        why = "policy version not among the given files" if policy is None else _decide(policy, e)
+        if why is None:
+            report.allowed += 1
+            continue
+        report.findings.append(
+            Regrant(
+                index,
+                str(e.get("caller", "")),
+                str(e.get("service_item", "")),
+                str(e.get("record_type", "")),
+                version,
+                why,
+            )
+        )
+    return report

@@ -215,9 +215,9 @@ async def test_segments_rotate(tmp_path: Path, note_key: Ed25519PrivateKey) -> N
 async def test_subject_index_and_bad_requests(tmp_path: Path, note_key: Ed25519PrivateKey) -> None:
     await fill(tmp_path, note_key, 6)
     log = await open_log(tmp_path, note_key)
-    assert log.accesses(subject_of(PEPPER, ID_A)) == [1, 3, 5]
+    assert await log.accesses(subject_of(PEPPER, ID_A)) == [1, 3, 5]
     await log.append(access(7))
-    assert log.accesses(subject_of(PEPPER, ID_A)) == [1, 3, 5, 6]
+    assert await log.accesses(subject_of(PEPPER, ID_A)) == [1, 3, 5, 6]
     with pytest.raises(InvalidArgument):
         await log.entries(3, 99)
     with pytest.raises(InvalidArgument):
@@ -227,3 +227,64 @@ async def test_subject_index_and_bad_requests(tmp_path: Path, note_key: Ed25519P
     await log.close()
     with pytest.raises(Unavailable):
         await log.append(access(8))
+
+
+async def test_open_trusts_checkpointed_tiles_and_rehashes_without_them(
+    tmp_path: Path, note_key: Ed25519PrivateKey
+) -> None:
+    await fill(tmp_path, note_key, 600, segment_bytes=20_000)  # many sealed segments
+    assert len(segment_paths(tmp_path)) > 5
+    log = await open_log(tmp_path, note_key, segment_bytes=20_000)
+    root = log.latest_checkpoint().root
+    assert log.tree_size == 600
+    assert json.loads((await log.entries(7, 8))[0])["index"] == 7  # lazy line offsets
+    await log.close()
+    # Tiles are derived data: without them (e.g. lost in a power cut) the log rebuilds them.
+    for tile in sorted((tmp_path / "tile").rglob("*"), reverse=True):
+        tile.rmdir() if tile.is_dir() else tile.unlink()
+    log = await open_log(tmp_path, note_key, segment_bytes=20_000)
+    assert log.latest_checkpoint().root == root
+    proof = await log.inclusion_proof(300, 600)
+    merkle.verify_inclusion(
+        300, 600, merkle.leaf_hash((await log.entries(300, 301))[0]), proof, root
+    )
+    await log.close()
+
+
+async def test_open_catches_a_changed_entry_in_the_last_segment(
+    tmp_path: Path, note_key: Ed25519PrivateKey
+) -> None:
+    await fill(tmp_path, note_key, 600, segment_bytes=20_000)
+    segment = segment_paths(tmp_path)[-1][1]
+    data = segment.read_bytes()
+    segment.write_bytes(data.replace(b"approval-a", b"approval-z", 1))
+    with pytest.raises(IntegrityError) as info:
+        await open_log(tmp_path, note_key, segment_bytes=20_000)
+    assert info.value.reason == "AUDIT_ROOT_MISMATCH"
+
+
+async def test_subject_index_spans_segments_and_new_appends(
+    tmp_path: Path, note_key: Ed25519PrivateKey
+) -> None:
+    await fill(tmp_path, note_key, 300, segment_bytes=20_000)
+    log = await open_log(tmp_path, note_key, segment_bytes=20_000)
+    await log.append(access(301))  # may land before the background index is complete
+    expected = [*range(1, 300, 2), 300]
+    assert await log.accesses(subject_of(PEPPER, ID_A)) == expected
+    await log.close()
+
+
+async def test_a_cancelled_appender_does_not_cancel_its_batch(
+    tmp_path: Path, note_key: Ed25519PrivateKey
+) -> None:
+    log = await open_log(tmp_path, note_key)
+    tasks = [asyncio.create_task(log.append(access(i))) for i in range(20)]
+    await asyncio.sleep(0)  # all twenty are waiting on one group commit
+    tasks[3].cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[3], asyncio.CancelledError)
+    assert [r.index for r in results if not isinstance(r, BaseException)] == [
+        i for i in range(20) if i != 3
+    ]
+    assert log.tree_size == 20  # the cancelled caller's entry is on disk all the same
+    await log.close()
