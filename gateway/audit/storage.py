@@ -261,12 +261,17 @@ class SegmentStore:
             lo, hi = max(start, seg.first), min(end, seg.first + seg.count)
             if lo >= hi:
                 continue
-            a = seg.offsets[lo - seg.first]
-            b = seg.offsets[hi - seg.first] if hi - seg.first < seg.count else seg.end
+            # Readers run in a worker thread while the writer appends: it extends `offsets`
+            # before it moves `end` and `count`, so an offset past `hi` (when present) bounds
+            # the read exactly, and `end` is right whenever it is not; the slice keeps a read
+            # that raced a newer append to the lines asked for.
+            offsets = seg.offsets
+            a = offsets[lo - seg.first]
+            b = offsets[hi - seg.first] if hi - seg.first < len(offsets) else seg.end
             with open(seg.path, "rb") as f:
                 f.seek(a)
                 data = f.read(b - a)
-            out.extend(data.split(b"\n")[:-1])
+            out.extend(data.split(b"\n")[: hi - lo])
         return out
 
     def close(self) -> None:
