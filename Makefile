@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= deploy/config/gateway.toml
 CERTS  := certs/dev
 
-.PHONY: help venv proto certs run demo simulators system-deps test lint fmt bench clean
+.PHONY: help venv proto certs run demo simulators cluster system-deps test lint fmt bench soak clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -36,9 +36,14 @@ demo: certs  ## a scripted tour of approval-system calls against a fresh gateway
 simulators: certs  ## only the three department simulators
 	$(BIN)/proofless simulators --config $(CONFIG)
 
-# Debian packages some tests drive for real: Chromium (dashboard), promtool (Prometheus rules).
+REPLICAS ?= 3
+cluster: certs system-deps  ## REPLICAS (3) gateways behind nginx on 127.0.0.1:50050; Ctrl-C stops
+	$(BIN)/python -m gateway.cluster --config $(CONFIG) --replicas $(REPLICAS)
+
+# Debian packages some tests drive for real: Chromium (dashboard), promtool (Prometheus rules),
+# nginx with its stream module (the cluster's TCP load balancer).
 # Installed when this runs as root with apt-get (CI, dev machines); elsewhere those tests skip.
-SYSTEM_PACKAGES := chromium fonts-wqy-zenhei prometheus nghttp2-client
+SYSTEM_PACKAGES := chromium fonts-wqy-zenhei prometheus nghttp2-client nginx libnginx-mod-stream
 system-deps:  ## install the Debian packages the browser, promtool and h2load steps use (root)
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -z "$$missing" ]; then exit 0; fi; \
@@ -61,6 +66,9 @@ fmt: $(STAMP)  ## format the code
 
 bench: certs  ## measure the gateway against bare grpc.aio baselines (see BENCHMARKS.md)
 	$(BIN)/python -m bench
+
+soak: $(STAMP)  ## 10 minutes at ~70% of capacity: errors and gateway RSS growth (≤ 10%)
+	$(BIN)/python -m tests.e2e.soak --minutes 10
 
 clean:  ## remove the venv, generated dev material and run-time state
 	rm -rf $(VENV) $(CERTS) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
