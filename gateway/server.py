@@ -167,6 +167,8 @@ async def running_gateway(
         )
         for name, adapter in inner.items()
     }
+    for name in resilient:  # every department on the dashboard from the start, breaker closed
+        metrics.breaker_state(name, "closed")
     limiter = build_rate_limiter(config.raw.get("ratelimit", {}))
 
     def check_caller(caller: Caller) -> None:
