@@ -7,6 +7,7 @@ ProoflessError and the lead's interceptor turns them into rich statuses.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from proofless.v1 import audit_pb2, audit_pb2_grpc
 
 MAX_ENTRIES = 1000
 DEFAULT_PAGE = 100
+_PAGE_TOKEN = re.compile(r"[0-9]{1,20}")
 MAX_PAGE = 1000
 ID_LENGTH = 18
 
@@ -130,7 +132,8 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         page_size = min(request.page_size or DEFAULT_PAGE, MAX_PAGE)
         start = 0
         if request.page_token:
-            if not request.page_token.isdigit():
+            # ASCII digits only: str.isdigit() also admits "²" and other digits int() refuses
+            if not _PAGE_TOKEN.fullmatch(request.page_token):
                 raise _bad("page_token", "is not a token this service issued")
             start = int(request.page_token)
 

@@ -123,7 +123,10 @@ async def test_list_accesses_hides_covert_from_the_portal(log: AuditLog) -> None
     assert [a.audit_index for a in page.accesses] == [1, 3, 5, 7, 9, 11]
 
 
-@pytest.mark.parametrize(("id_number", "token"), [("", ""), ("1" * 19, ""), (ID_A, "abc")])
+@pytest.mark.parametrize(
+    ("id_number", "token"),
+    [("", ""), ("1" * 19, ""), (ID_A, "abc"), (ID_A, "²"), (ID_A, "٣"), (ID_A, "9" * 5000)],
+)
 async def test_list_accesses_bad_input(log: AuditLog, id_number: str, token: str) -> None:
     as_caller("portal")
     with pytest.raises(InvalidArgument):
