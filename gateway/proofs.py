@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,17 +33,38 @@ def digest_of(disclosed: Any) -> str:
     return hashlib.sha256(canonical_json(disclosed)).hexdigest()
 
 
+def digest_of_json(disclosed_json: bytes) -> str:
+    """`digest_of` for data already in canonical JSON (encode once, digest and sign it)."""
+    return hashlib.sha256(disclosed_json).hexdigest()
+
+
 def applicant_hash(id_number: str) -> str:
     """Binds a proof to its applicant without carrying the ID number in clear."""
     return hashlib.sha256(id_number.encode()).hexdigest()
 
 
 def new_proof_id() -> str:
-    return uuid.uuid4().hex
+    """128 random bits as 32 hex digits (the shape of uuid4().hex at a quarter of its cost)."""
+    return os.urandom(16).hex()
 
 
 def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """`2026-01-02T03:04:05.678901Z`; %-formatting is ~3.5x faster than strftime."""
+    m = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 - measured fastest
+        m.year,
+        m.month,
+        m.day,
+        m.hour,
+        m.minute,
+        m.second,
+        m.microsecond,
+    )
+
+
+# Stands for `data` while the rest of the payload is encoded; `"data":0` cannot occur inside
+# a JSON string (its quotes would be escaped), so the one match is the payload's own key.
+_DATA_SLOT = b'"data":0'
 
 
 @dataclass(frozen=True)
@@ -65,6 +86,8 @@ class ProofClaims:
     issued_at: datetime
     audit_log: str
     audit_index: int
+    #: canonical_json(data) when the caller already has it (it digested it): not re-encoded
+    data_json: bytes | None = None
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -85,6 +108,15 @@ class ProofClaims:
             "audit": {"log": self.audit_log, "index": self.audit_index},
         }
 
+    def payload_json(self) -> bytes:
+        """canonical_json(payload()), encoding `data` only if `data_json` is not given."""
+        if self.data_json is None:
+            return canonical_json(self.payload())
+        payload = self.payload()
+        payload["data"] = 0
+        encoded = canonical_json(payload)
+        return encoded.replace(_DATA_SLOT, b'"data":' + self.data_json, 1)
+
 
 class ProofSigner:
     """Holds the proof-signing key; one signing call per proof."""
@@ -95,9 +127,18 @@ class ProofSigner:
         self.jwk: dict[str, Any] = jws.jwk_of(self.public_key)
         self.kid: str = self.jwk["kid"]
         self._header = {"alg": "EdDSA", "kid": self.kid, "typ": PROOF_TYPE}
+        # The protected header never changes: encode it once (what jws.sign would produce).
+        protected = json.dumps(
+            {"alg": jws.ALG, **self._header}, separators=(",", ":"), ensure_ascii=False
+        )
+        self._protected_b64 = jws.b64url_encode(protected.encode())
 
     def sign(self, claims: ProofClaims) -> str:
-        return jws.sign(canonical_json(claims.payload()), self._key, self._header)
+        """The compact JWS of the claims: byte for byte `jws.sign(canonical_json(payload))`,
+        with the header pre-encoded and exactly one Ed25519 signing call."""
+        signing_input = self._protected_b64 + "." + jws.b64url_encode(claims.payload_json())
+        signature = self._key.sign(signing_input.encode("ascii"))
+        return signing_input + "." + jws.b64url_encode(signature)
 
     def jwks(self) -> Mapping[str, Any]:
         return {"keys": [self.jwk]}

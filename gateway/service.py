@@ -19,7 +19,6 @@ from datetime import UTC, date, datetime
 from typing import Any, Protocol, TypeVar
 
 import grpc
-from google.protobuf import field_mask_pb2, json_format
 from google.protobuf.message import Message
 
 from adapters.base import DepartmentAdapter, Fetched, RecordNotFound, RecordQuery
@@ -28,6 +27,7 @@ from gateway.access import DENIED, GRANTED, Access, outcome_of
 from gateway.admission import Admission
 from gateway.audit.entry import subject_of
 from gateway.consent import ReplayCache, verify_consent
+from gateway.disclosure import mask_and_disclose
 from gateway.errors import (
     DeadlineExceeded,
     FieldViolation,
@@ -40,7 +40,14 @@ from gateway.identity import current_caller
 from gateway.interceptors import current_request_id, current_service_item
 from gateway.metrics import Metrics
 from gateway.policy import Policy
-from gateway.proofs import ProofClaims, ProofSigner, applicant_hash, digest_of, new_proof_id
+from gateway.proofs import (
+    ProofClaims,
+    ProofSigner,
+    applicant_hash,
+    canonical_json,
+    digest_of_json,
+    new_proof_id,
+)
 from gateway.ratelimit import RateLimiter, caller_rate
 from gateway.validation import ValidRecordRequest, validate_record_request, validate_verify_claims
 from proofless.v1 import verification_pb2 as pb
@@ -94,18 +101,6 @@ class ServiceDeps:
     admission: Admission
     default_deadline_s: float = 5.0
     today: Callable[[], date] = lambda: datetime.now(UTC).date()
-
-
-def _mask(record: M, fields: frozenset[str]) -> M:
-    out = type(record)()
-    field_mask_pb2.FieldMask(paths=sorted(fields)).MergeMessage(record, out)
-    return out
-
-
-def _disclose(message: Message) -> dict[str, Any]:
-    return json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=False
-    )
 
 
 class VerificationServicer(pb_grpc.VerificationServiceServicer):
@@ -252,6 +247,7 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
         index: int,
         fields: Sequence[str],
         data: Any,
+        data_json: bytes,
         departments: Sequence[str],
         as_of: datetime | None,
         applicant: str,
@@ -272,6 +268,7 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
             issued_at=access.time,
             audit_log=self._d.audit.origin,
             audit_index=index,
+            data_json=data_json,
         )
         att = pb.Attestation(
             proof=self._d.signer.sign(claims),
@@ -302,9 +299,13 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
         fetched = await self._fetch(access, kind, v.id_number, self._deadline(context))
         return v, fields, fetched
 
-    def _finish_id(self, access: Access, data: Any) -> None:
+    def _finish_id(self, access: Access, data: Any) -> bytes:
+        """Name the proof and digest the disclosed data; returns the data's canonical JSON,
+        encoded once here and spliced into the proof payload by the signer."""
+        data_json = canonical_json(data)
         access.proof_id = new_proof_id()
-        access.digest = digest_of(data)
+        access.digest = digest_of_json(data_json)
+        return data_json
 
     # ---- the RPCs ---------------------------------------------------------------------
 
@@ -317,8 +318,7 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
             if v.name and v.name != record.name:
                 # Same answer as an unknown person: no oracle for guessing names.
                 raise NotFound("no record matches the applicant", reason="RECORD_NOT_FOUND")
-            masked = _mask(record, fields)
-            data = _disclose(masked)
+            masked, data = mask_and_disclose(record, fields)
             return await self._answer(
                 access,
                 v=v,
@@ -340,8 +340,7 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
             record: pb.SocialSecurityRecord = fetched.record
             if v.name and v.name != record.name:
                 raise NotFound("no record matches the applicant", reason="RECORD_NOT_FOUND")
-            masked = _mask(record, fields)
-            data = _disclose(masked)
+            masked, data = mask_and_disclose(record, fields)
             return await self._answer(
                 access,
                 v=v,
@@ -358,8 +357,9 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
     ) -> pb.PropertyRecordsResponse:
         async def body(access: Access, policy: Policy) -> pb.PropertyRecordsResponse:
             v, fields, fetched = await self._record(access, policy, request, context, "property")
-            masked = [_mask(r, fields) for r in fetched.record]
-            data = [_disclose(r) for r in masked]
+            pairs = [mask_and_disclose(r, fields) for r in fetched.record]
+            masked = [m for m, _ in pairs]
+            data = [d for _, d in pairs]
             return await self._answer(
                 access,
                 v=v,
@@ -381,7 +381,7 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
         fetched: Fetched[Any],
         response: M,
     ) -> M:
-        self._finish_id(access, data)
+        data_json = self._finish_id(access, data)
         index = await self._append(access, None)
         response.attestation.CopyFrom(  # type: ignore[attr-defined]
             self._attest(
@@ -389,6 +389,7 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
                 index=index,
                 fields=sorted(fields),
                 data=data,
+                data_json=data_json,
                 departments=[fetched.department],
                 as_of=fetched.as_of,
                 applicant=v.id_number,
@@ -414,7 +415,7 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
             today = self._d.today()
             outcomes = [claims_mod.evaluate(c, v.id_number, results, today=today) for c in v.claims]
             data = [dict(o.disclosed, id=c.id) for c, o in zip(v.claims, outcomes, strict=True)]
-            self._finish_id(access, data)
+            data_json = self._finish_id(access, data)
             index = await self._append(access, None)
             response = pb.VerifyClaimsResponse()
             for claim, outcome in zip(v.claims, outcomes, strict=True):
@@ -435,6 +436,7 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
                     index=index,
                     fields=sorted({c.type for c in v.claims}),
                     data=data,
+                    data_json=data_json,
                     departments=sorted({c.department for c in v.claims}),
                     as_of=min(as_ofs) if as_ofs else None,
                     applicant=v.id_number,
