@@ -51,6 +51,7 @@ class Access:
     proof_id: str = ""
     digest: str = ""
     covert_until: str = ""
+    appending: bool = False  # its entry is being (or has been) written: never write a second
 
     def entry(
         self,

@@ -54,6 +54,8 @@ SERVICE_NAMES = (
     audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
 )
 WATCH_INTERVAL_S = 1.0
+# after the grace period: how long cancelled calls get to write their audit entries
+DRAIN_AUDIT_TIMEOUT_S = 5.0
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -211,9 +213,8 @@ async def running_gateway(
         ],
         options=_grpc_options(config),
     )
-    verification_pb2_grpc.add_VerificationServiceServicer_to_server(
-        VerificationServicer(deps), server
-    )
+    servicer = VerificationServicer(deps)
+    verification_pb2_grpc.add_VerificationServiceServicer_to_server(servicer, server)
     audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(audit, pepper), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -265,6 +266,11 @@ async def running_gateway(
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
         await server.stop(config.server.grace_seconds)
+        try:
+            async with asyncio.timeout(DRAIN_AUDIT_TIMEOUT_S):
+                await servicer.drained()
+        except TimeoutError:
+            log.error("calls still unaudited at shutdown; closing the audit log anyway")
         await audit.close()
         for adapter in resilient.values():
             await adapter.close()

@@ -107,8 +107,10 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
     def __init__(self, deps: ServiceDeps) -> None:
         self._d = deps
         self._consent_replays = ReplayCache()
-        # id() of the accesses whose entry is being written (see `_audited`)
-        self._appending: set[int] = set()
+        # calls inside `_audited`: shutdown waits for them before the audit log closes
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     # ---- the shared story -----------------------------------------------------------
 
@@ -134,6 +136,8 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
             started=time.perf_counter(),
             policy=policy.version,
         )
+        self._active += 1
+        self._idle.clear()
         try:
             with self._d.admission.admit():
                 rate, known = caller_rate(policy, caller.id)
@@ -145,7 +149,7 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
         except asyncio.CancelledError:
             # The caller went away, or shutdown's grace period ran out: the request still
             # leaves its one entry, unless it was cancelled while writing that entry.
-            if id(access) not in self._appending:
+            if not access.appending:
                 await self._append(access, Cancelled("the call was cancelled", reason="CANCELLED"))
             raise
         except Exception as exc:
@@ -154,8 +158,19 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
             await self._append(access, Unavailable("internal error", reason="INTERNAL"))
             raise exc
         finally:
-            self._appending.discard(id(access))
+            self._active -= 1
+            if not self._active:
+                self._idle.set()
         return response
+
+    async def drained(self) -> None:
+        """Return once no call is between arrival and its audit entry.
+
+        `server.stop(grace)` cancels the calls still running when the grace period ends, but
+        their handlers then still write their CANCELLED entries: the audit log MUST NOT close
+        before they have (the server bounds this wait).
+        """
+        await self._idle.wait()
 
     async def _append(self, access: Access, err: ProoflessError | None) -> int:
         entry = access.entry(
@@ -165,7 +180,7 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
             latency_us=int((time.perf_counter() - access.started) * 1e6),
         )
         t0 = time.perf_counter()
-        self._appending.add(id(access))
+        access.appending = True
         try:
             receipt = await self._d.audit.append(entry)
         except ProoflessError:
