@@ -414,11 +414,13 @@ async def test_no_leaks_after_a_thousand_failed_calls(make_stack: Any, tmp_path:
             stack.sims.social_security.injector.clear()
             await stack.sims.property.clear_faults()
 
-        # Warm up every path once (failing and healthy) before the baseline.
+        # Warm up every path once (failing and healthy) before the baseline, and fill the
+        # pools to their configured size: a pool growing to its bound is not a leak.
         await fail_everything()
         await round_of(40)
         await heal()
         await settle()
+        await asyncio.gather(*(calls[2]() for _ in range(32)))
         baseline = resources()
 
         await fail_everything()
