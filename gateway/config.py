@@ -59,6 +59,7 @@ class ServerConfig:
     max_message_bytes: int = 1 << 20
     max_concurrent_streams: int = 256
     max_in_flight: int = 512
+    access_log: bool = True
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
             server_t, "max_concurrent_streams", int, f"{source} [server]", 256
         ),
         max_in_flight=_get(server_t, "max_in_flight", int, f"{source} [server]", 512),
+        access_log=_get(server_t, "access_log", bool, f"{source} [server]", True),
     )
     tls_t = _table(data, "tls", source)
     crl = _get(tls_t, "crl", str, f"{source} [tls]", "")

@@ -83,12 +83,14 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
         *,
         check_caller: Callable[[Caller], None] = lambda caller: None,
         on_rejected: Callable[[str, str, ProoflessError], Awaitable[None]] | None = None,
+        access_log: bool = True,
     ) -> None:
         """`check_caller` raises for a revoked or expired certificate (CRL, clock);
         `on_rejected(rpc, request_id, error)` audits calls refused before any handler ran."""
         self._metrics = metrics
         self._check_caller = check_caller
         self._on_rejected = on_rejected
+        self._access_log = access_log
 
     async def intercept_service(
         self,
@@ -105,6 +107,7 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
         metrics = self._metrics
         check_caller = self._check_caller
         on_rejected = self._on_rejected
+        access_log = self._access_log and log.isEnabledFor(logging.INFO)
         request_id = request_id_from(details.invocation_metadata)
 
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -138,14 +141,23 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
                 log.exception("unhandled error", extra={"rpc": rpc, "request_id": request_id})
                 await context.abort(grpc.StatusCode.INTERNAL, f"internal error ({request_id})")
             finally:
-                metrics.request_finished(
-                    rpc,
-                    caller_id,
-                    item_label[0],
-                    _OUTCOMES.get(code, "error"),
-                    code.name,
-                    time.perf_counter() - started,
-                )
+                seconds = time.perf_counter() - started
+                outcome = _OUTCOMES.get(code, "error")
+                metrics.request_finished(rpc, caller_id, item_label[0], outcome, code.name, seconds)
+                if access_log:
+                    # one line per call, no personal data: the audit log holds the rest
+                    log.info(
+                        "rpc",
+                        extra={
+                            "request_id": request_id,
+                            "caller": caller_id,
+                            "rpc": rpc,
+                            "service_item": item_label[0],
+                            "outcome": outcome,
+                            "code": code.name,
+                            "latency_ms": round(seconds * 1000, 3),
+                        },
+                    )
 
         return grpc.unary_unary_rpc_method_handler(
             wrapped,

@@ -209,7 +209,12 @@ async def running_gateway(
     )
     server = grpc.aio.server(
         interceptors=[
-            GatewayInterceptor(metrics, check_caller=check_caller, on_rejected=audit_rejected)
+            GatewayInterceptor(
+                metrics,
+                check_caller=check_caller,
+                on_rejected=audit_rejected,
+                access_log=config.server.access_log,
+            )
         ],
         options=_grpc_options(config),
     )

@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from joserfc import jws as jose_jws
 from joserfc.jwk import KeySet
 
+from gateway.logging import JsonFormatter
 from gateway.proof_check import check_proof
 from proofless.v1 import audit_pb2
 from proofless.v1 import verification_pb2 as pb
@@ -348,3 +349,26 @@ def _department_calls(stack: Stack) -> float:
         if metric.name == "proofless_department_requests":
             total += sum(s.value for s in metric.samples if s.name.endswith("_total"))
     return total
+
+
+async def test_one_access_log_line_per_call_without_personal_data(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    idn = stack.scenarios["household_head"]
+    stub = await stack.verification("quangang-window")
+    caplog.set_level("INFO", logger="proofless.rpc")
+    await stub.GetHouseholdRecord(record_request(idn), metadata=(("x-request-id", "req-42"),))
+    with contextlib.suppress(grpc.aio.AioRpcError):
+        await stub.GetHouseholdRecord(record_request(idn[:17]))
+    lines = [
+        json.loads(JsonFormatter().format(r)) for r in caplog.records if r.name == "proofless.rpc"
+    ]
+    assert [(x["rpc"], x["outcome"]) for x in lines] == [
+        ("GetHouseholdRecord", "granted"),
+        ("GetHouseholdRecord", "invalid"),
+    ]
+    assert lines[0]["request_id"] == "req-42"
+    assert lines[0]["caller"] == "quangang-window"
+    assert lines[0]["service_item"] == "housing-transfer"
+    assert lines[0]["latency_ms"] > 0
+    assert idn not in json.dumps(lines)
