@@ -196,7 +196,7 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
         return int(receipt.index)
 
     def _admit(self, policy: Policy, access: Access, v: Any, kind: str) -> None:
-        """Fill the access from a validated request and apply the purpose rule."""
+        """Fill the access from a validated request."""
         access.service_item = v.service_item
         access.case_id = v.case_id
         access.purpose = v.purpose
@@ -208,14 +208,18 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
             if item.covert_embargo_days:
                 until = self._d.today().toordinal() + item.covert_embargo_days
                 access.covert_until = date.fromordinal(until).isoformat()
-            if item.purpose_required and not v.purpose.strip():
-                raise InvalidArgument(
-                    [FieldViolation("context.purpose", "this service item requires a purpose")]
-                )
 
-    def _check_consent(self, policy: Policy, access: Access, v: Any) -> None:
+    def _check_conditions(self, policy: Policy, access: Access, v: Any) -> None:
+        """The item's conditions on an authorized call: a purpose, the applicant's consent.
+        Checked after the policy, so a caller not entitled to the item learns nothing of them."""
         item = policy.item(v.service_item)
-        if item is None or not item.consent_required:
+        if item is None:
+            return
+        if item.purpose_required and not v.purpose.strip():
+            raise InvalidArgument(
+                [FieldViolation("context.purpose", "this service item requires a purpose")]
+            )
+        if not item.consent_required:
             return
         verify_consent(
             v.consent_token,
@@ -310,7 +314,7 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
         v = validate_record_request(request, RECORD_MESSAGES[kind])
         self._admit(policy, access, v, kind)
         fields = policy.authorize_record(access.caller, v.service_item, kind, v.read_mask)
-        self._check_consent(policy, access, v)
+        self._check_conditions(policy, access, v)
         fetched = await self._fetch(access, kind, v.id_number, self._deadline(context))
         return v, fields, fetched
 
@@ -420,7 +424,7 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
             self._admit(policy, access, v, "claims")
             access.claims = tuple(c.type for c in v.claims)
             policy.authorize_claims(access.caller, v.service_item, [c.type for c in v.claims])
-            self._check_consent(policy, access, v)
+            self._check_conditions(policy, access, v)
             deadline = self._deadline(context)
             plan = sorted(claims_mod.fetch_plan(v.claims, v.id_number))
             fetched = await asyncio.gather(

@@ -372,3 +372,17 @@ async def test_one_access_log_line_per_call_without_personal_data(
     assert lines[0]["service_item"] == "housing-transfer"
     assert lines[0]["latency_ms"] > 0
     assert idn not in json.dumps(lines)
+
+
+async def test_policy_is_asked_before_the_items_conditions(stack: Stack) -> None:
+    """A system not entitled to an item is refused as such, not told the item needs a purpose."""
+    stub = await stack.verification("fuan-hrss")
+    req = record_request(stack.scenarios["household_head"], purpose="")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.GetHouseholdRecord(req)  # housing-transfer: purpose required, not fuan-hrss's
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert reason_of(info.value) == "ITEM_NOT_ALLOWED"
+    window = await stack.verification("quangang-window")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await window.GetHouseholdRecord(req)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
