@@ -328,48 +328,49 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
 
     # ---- the RPCs ---------------------------------------------------------------------
 
+    async def _one_record(
+        self,
+        rpc: str,
+        request: pb.RecordRequest,
+        context: grpc.aio.ServicerContext,
+        kind: str,
+        respond: Callable[[Any], M],
+    ) -> M:
+        """A department's record of one person (household, social security)."""
+
+        async def body(access: Access, policy: Policy) -> M:
+            v, fields, fetched = await self._record(access, policy, request, context, kind)
+            if v.name and v.name != fetched.record.name:
+                # Same answer as an unknown person: no oracle for guessing names.
+                raise NotFound("no record matches the applicant", reason="RECORD_NOT_FOUND")
+            masked, data = mask_and_disclose(fetched.record, fields)
+            return await self._answer(
+                access, v=v, fields=fields, data=data, fetched=fetched, response=respond(masked)
+            )
+
+        return await self._audited(rpc, context, body)
+
     async def GetHouseholdRecord(
         self, request: pb.RecordRequest, context: grpc.aio.ServicerContext
     ) -> pb.HouseholdRecordResponse:
-        async def body(access: Access, policy: Policy) -> pb.HouseholdRecordResponse:
-            v, fields, fetched = await self._record(access, policy, request, context, "household")
-            record: pb.HouseholdRecord = fetched.record
-            if v.name and v.name != record.name:
-                # Same answer as an unknown person: no oracle for guessing names.
-                raise NotFound("no record matches the applicant", reason="RECORD_NOT_FOUND")
-            masked, data = mask_and_disclose(record, fields)
-            return await self._answer(
-                access,
-                v=v,
-                fields=fields,
-                data=data,
-                fetched=fetched,
-                response=pb.HouseholdRecordResponse(record=masked),
-            )
-
-        return await self._audited("GetHouseholdRecord", context, body)
+        return await self._one_record(
+            "GetHouseholdRecord",
+            request,
+            context,
+            "household",
+            lambda record: pb.HouseholdRecordResponse(record=record),
+        )
 
     async def GetSocialSecurityRecord(
         self, request: pb.RecordRequest, context: grpc.aio.ServicerContext
     ) -> pb.SocialSecurityRecordResponse:
-        async def body(access: Access, policy: Policy) -> pb.SocialSecurityRecordResponse:
-            v, fields, fetched = await self._record(
-                access, policy, request, context, "social_security"
-            )
-            record: pb.SocialSecurityRecord = fetched.record
-            if v.name and v.name != record.name:
-                raise NotFound("no record matches the applicant", reason="RECORD_NOT_FOUND")
-            masked, data = mask_and_disclose(record, fields)
-            return await self._answer(
-                access,
-                v=v,
-                fields=fields,
-                data=data,
-                fetched=fetched,
-                response=pb.SocialSecurityRecordResponse(record=masked),
-            )
-
-        return await self._audited("GetSocialSecurityRecord", context, body)
+        return await self._one_record(
+            "GetSocialSecurityRecord",
+            request,
+            context,
+            "social_security",
+            lambda record: pb.SocialSecurityRecordResponse(record=record),
+        )
 
     async def GetPropertyRecords(
         self, request: pb.RecordRequest, context: grpc.aio.ServicerContext
