@@ -420,7 +420,9 @@ async def test_no_leaks_after_a_thousand_failed_calls(make_stack: Any, tmp_path:
         await round_of(40)
         await heal()
         await settle()
-        await asyncio.gather(*(calls[2]() for _ in range(32)))
+        # distinct people, so single-flight does not fold the burst into one fetch
+        people = list(stack.sims.population.people)[:32]
+        await asyncio.gather(*(window.GetPropertyRecords(record(idn), timeout=5) for idn in people))
         baseline = resources()
 
         await fail_everything()
@@ -440,8 +442,13 @@ async def test_no_leaks_after_a_thousand_failed_calls(make_stack: Any, tmp_path:
             await asyncio.sleep(0.1)
             after = resources()
         print(f"\nafter {failed} failed calls: baseline {baseline}, after {after}")
+        # The SQLite reader opens one connection per worker thread, lazily, up to its pool
+        # size: growth within that bound (and its one descriptor per connection) is the pool
+        # filling, not a leak.
+        pool_size = int(stack.config.departments["property"]["pool_size"])
+        pool_growth = max(0, after["sqlite"] - baseline["sqlite"])
         assert after["tasks"] <= baseline["tasks"]
-        assert after["fds"] <= baseline["fds"]
+        assert after["fds"] <= baseline["fds"] + pool_growth
         assert after["http_in_use"] == 0
         assert after["http_idle"] <= baseline["http_idle"]
-        assert after["sqlite"] <= baseline["sqlite"]
+        assert after["sqlite"] <= max(baseline["sqlite"], pool_size)
