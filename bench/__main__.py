@@ -101,6 +101,7 @@ def throughput_rounds(
                 warmup=args.warmup,
                 concurrency=args.concurrency,
                 channels=args.channels,
+                ids=args.ids,
             )
             result["round"] = r
             runs[name].append(result)
@@ -130,6 +131,7 @@ def latency_rounds(
                 seconds=args.seconds,
                 warmup=args.warmup,
                 channels=args.channels,
+                ids=args.ids,
             )
             runs[name].append(result)
             print(
@@ -157,6 +159,9 @@ def memory_rounds(work: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
                 channels=max(4, args.held // 200),
                 seconds=args.hold_ms / 1000 * 0.7,
                 timeout=args.hold_ms / 1000 + 30,
+                # one applicant: the held calls join one department call; distinct ones
+                # would meet the household bulkhead, which refuses beyond its size
+                ids=1,
             )
             rss0, rss1 = result["rss_kib"]
             result["kib_per_1000"] = (rss1 - rss0) / args.held * 1000
@@ -292,6 +297,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per run")
     parser.add_argument("--concurrency", type=int, default=64, help="calls in flight")
     parser.add_argument("--channels", type=int, default=4, help="client channels (connections)")
+    parser.add_argument(
+        "--ids", type=int, default=512, help="GetHouseholdRecord applicants cycled through"
+    )
     parser.add_argument("--held", type=int, default=1000, help="in flight for the memory figure")
     parser.add_argument("--uvloop", action="store_true", help="servers on uvloop")
     parser.add_argument("--no-workers", action="store_true", help="skip the --workers figure")
@@ -397,6 +405,7 @@ def main() -> int:
             "uvloop_servers": args.uvloop,
             "latency_rate_rps": b1_peak / 2,
             "held_in_flight": args.held,
+            "household_applicants_cycled": args.ids,
         },
         "throughput": throughput,
         "latency": {

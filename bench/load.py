@@ -30,6 +30,7 @@ from bench.setup import (
     RECORD_CALLER,
     RECORD_FIELDS,
     RECORD_ITEM,
+    applicant_ids,
     scenarios,
 )
 from gateway.pki import DevPki
@@ -48,15 +49,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def request_body(rpc: str) -> tuple[str, bytes]:
-    """(caller, serialized request) for the RPC measured."""
+def request_bodies(rpc: str, ids: int = 1) -> tuple[str, list[bytes]]:
+    """(caller, serialized requests) for the RPC measured: GetHouseholdRecord for `ids`
+    applicants of the bench population (1: the household head only); VerifyClaims for its
+    one scenario applicant (the three departments agree on few people)."""
     s = scenarios()
     ctx = pb.RequestContext(case_id="BENCH-2026-000001", purpose="benchmark")
     if rpc == "household":
         ctx.service_item = RECORD_ITEM
-        req = pb.RecordRequest(context=ctx, applicant=pb.Applicant(id_number=s["household_head"]))
-        req.read_mask.paths.extend(RECORD_FIELDS)
-        return RECORD_CALLER, req.SerializeToString()
+        bodies = []
+        for idn in [s["household_head"]] if ids <= 1 else applicant_ids(ids):
+            req = pb.RecordRequest(context=ctx, applicant=pb.Applicant(id_number=idn))
+            req.read_mask.paths.extend(RECORD_FIELDS)
+            bodies.append(req.SerializeToString())
+        return RECORD_CALLER, bodies
     ctx.service_item = CLAIMS_ITEM
     claims = pb.VerifyClaimsRequest(
         context=ctx,
@@ -67,7 +73,7 @@ def request_body(rpc: str) -> tuple[str, bytes]:
             pb.Claim(id="paid", type="social_security.contribution", params={"min_months": "12"}),
         ],
     )
-    return CLAIMS_CALLER, claims.SerializeToString()
+    return CLAIMS_CALLER, [claims.SerializeToString()]
 
 
 def credentials(pki: DevPki, caller: str) -> grpc.ChannelCredentials:
@@ -148,12 +154,17 @@ async def _call(
     window.record(time.perf_counter() - t0, None)
 
 
-async def closed_loop(calls: list[Any], body: bytes, args: argparse.Namespace, w: Window) -> None:
+async def closed_loop(
+    calls: list[Any], bodies: list[bytes], args: argparse.Namespace, w: Window
+) -> None:
     stop = False
+    sent = 0
 
     async def worker(call: Any) -> None:
+        nonlocal sent
         while not stop:
-            await _call(call, body, w, args.timeout)
+            sent += 1
+            await _call(call, bodies[sent % len(bodies)], w, args.timeout)
 
     workers = [asyncio.create_task(worker(calls[i % len(calls)])) for i in range(args.concurrency)]
     await asyncio.sleep(args.warmup)
@@ -164,7 +175,9 @@ async def closed_loop(calls: list[Any], body: bytes, args: argparse.Namespace, w
     await asyncio.gather(*workers)
 
 
-async def open_loop(calls: list[Any], body: bytes, args: argparse.Namespace, w: Window) -> None:
+async def open_loop(
+    calls: list[Any], bodies: list[bytes], args: argparse.Namespace, w: Window
+) -> None:
     """`rate` calls per second on a fixed schedule; latency counts from the scheduled time,
     so a client that falls behind shows it instead of hiding it."""
     interval = 1.0 / args.rate
@@ -184,6 +197,7 @@ async def open_loop(calls: list[Any], body: bytes, args: argparse.Namespace, w: 
             break
         if due > now:
             await asyncio.sleep(due - now)
+        body = bodies[n % len(bodies)]
         task = asyncio.create_task(_call(calls[n % len(calls)], body, w, args.timeout, due))
         pending.add(task)
         task.add_done_callback(pending.discard)
@@ -192,12 +206,12 @@ async def open_loop(calls: list[Any], body: bytes, args: argparse.Namespace, w: 
     w.close()
 
 
-async def held(calls: list[Any], body: bytes, args: argparse.Namespace, w: Window) -> None:
+async def held(calls: list[Any], bodies: list[bytes], args: argparse.Namespace, w: Window) -> None:
     """Memory: `concurrency` calls in flight at once (the server holds each), RSS sampled
     while they are held; prints the server's RSS before and during."""
     rss0 = rss_kib(w.pids["server"])
     tasks = [
-        asyncio.create_task(_call(calls[i % len(calls)], body, w, args.timeout))
+        asyncio.create_task(_call(calls[i % len(calls)], bodies[i % len(bodies)], w, args.timeout))
         for i in range(args.concurrency)
     ]
     w.open()
@@ -217,7 +231,7 @@ def rss_kib(pid: int) -> int:
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     pki = DevPki(Path(args.workdir) / "pki")
-    caller, body = request_body(args.rpc)
+    caller, bodies = request_bodies(args.rpc, args.ids)
     creds = credentials(pki, caller)
     options = [("grpc.ssl_target_name_override", "localhost")]
     channels = [
@@ -231,15 +245,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         pids = dict(kv.split("=") for kv in args.pids.split(",") if kv)
         w = Window({k: int(v) for k, v in pids.items()})
         if args.mode == "closed":
-            await closed_loop(calls, body, args, w)
+            await closed_loop(calls, bodies, args, w)
         elif args.mode == "open":
-            await open_loop(calls, body, args, w)
+            await open_loop(calls, bodies, args, w)
         else:
-            await held(calls, body, args, w)
+            await held(calls, bodies, args, w)
         out = w.report()
         if hasattr(w, "rss"):
             out["rss_kib"] = list(w.rss)
-        out.update(mode=args.mode, concurrency=args.concurrency, channels=args.channels)
+        out.update(
+            mode=args.mode, concurrency=args.concurrency, channels=args.channels, ids=len(bodies)
+        )
         if args.mode == "open":
             out["rate"] = args.rate
         return out
@@ -257,6 +273,9 @@ def run() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--channels", type=int, default=4)
     parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument(
+        "--ids", type=int, default=512, help="GetHouseholdRecord: applicants cycled through"
+    )
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--timeout", type=float, default=10.0)

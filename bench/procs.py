@@ -59,13 +59,20 @@ class Server:
 
 
 def start_server(
-    name: str, kind: str, workdir: Path, *, core: str, extra: list[str] | None = None
+    name: str,
+    kind: str,
+    workdir: Path,
+    *,
+    core: str,
+    extra: list[str] | None = None,
+    cwd: Path | None = None,
 ) -> Server:
+    """`cwd`: run the server from another checkout (A/B of two versions, `bench.ab`)."""
     argv = [sys.executable, "-m", "bench.servers", kind, "--workdir", str(workdir)]
     argv += ["--tag", name, *(extra or [])]
     log = (workdir / f"{name}.log").open("w")
     proc = subprocess.Popen(
-        pinned(core, argv), stdout=subprocess.PIPE, stderr=log, text=True, env=_env()
+        pinned(core, argv), stdout=subprocess.PIPE, stderr=log, text=True, env=_env(), cwd=cwd
     )
     deadline = time.monotonic() + START_TIMEOUT_S
     assert proc.stdout is not None

@@ -3,6 +3,10 @@
     sims      the three department simulators (HTTP household and social security, SQLite
               property front-end database)
     b0        bare grpc.aio over mutual TLS: GetHouseholdRecord answers a canned response
+    b0-yield  b0 suspending 4 times per call (asyncio.sleep(0))
+    b0-hop    b0 hopping to the default executor once per call (asyncio.to_thread)
+    b0-int    b0 with a no-op `grpc.aio.ServerInterceptor` installed (prices grpc's
+              interceptor path; `python -m bench.ab b0 b0-int`)
     b1        bare grpc.aio pass-through: the same RPC calls the household simulator through
               the real signed adapter and returns the mapped record; no policy, audit or proof
     gw-mem    Proofless, every feature on, household department in process (canned record)
@@ -48,23 +52,32 @@ def canned_record() -> tuple[str, pb.HouseholdRecord, datetime]:
 
 
 class InProcessHousehold:
-    """A `DepartmentAdapter` answering from memory: the department costs nothing, so the
-    figure is the gateway's own cost. `delay_s` holds requests in flight (memory figure)."""
+    """A `DepartmentAdapter` answering from memory, for everyone in the bench population (the
+    load cycles through many applicants): the department costs nothing, so the figure is the
+    gateway's own cost. `delay_s` holds requests in flight (memory figure)."""
 
     department: DepartmentId = "household"
 
     def __init__(self, delay_s: float = 0.0) -> None:
-        self._idn, self._record, self._as_of = canned_record()
+        population = generate(seed=SEED, size=POPULATION)
+        self._records: dict[str, tuple[pb.HouseholdRecord, datetime]] = {}
+        for idn, person in population.people.items():
+            data = person_payload(population, person)
+            self._records[idn] = (
+                mapping.household_record(data),
+                mapping.as_of(data["GXSJ"], "household"),
+            )
         self._delay_s = delay_s
 
     async def fetch(self, query: RecordQuery, deadline: float) -> Fetched[pb.HouseholdRecord]:
         if self._delay_s:
             await asyncio.sleep(self._delay_s)
-        if query.id_number != self._idn:
+        found = self._records.get(query.id_number)
+        if found is None:
             raise RecordNotFound("household: no such person")
         record = pb.HouseholdRecord()
-        record.CopyFrom(self._record)  # a fresh message per fetch, as a real adapter returns
-        return Fetched(self.department, record, self._as_of)
+        record.CopyFrom(found[0])  # a fresh message per fetch, as a real adapter returns
+        return Fetched(self.department, record, found[1])
 
     async def health(self) -> bool:
         return True
@@ -95,6 +108,23 @@ class CannedServicer(pb_grpc.VerificationServiceServicer):
         return self._response
 
 
+class SuspendingServicer(CannedServicer):
+    """B0 that suspends `yields` times per call (`asyncio.sleep(0)`) and hops to a thread
+    `hops` times (`asyncio.to_thread`): prices the event loop's and grpc's per-resumption
+    cost and a thread hand-off under grpc.aio (kinds b0-yield, b0-hop)."""
+
+    def __init__(self, yields: int = 0, hops: int = 0) -> None:
+        super().__init__()
+        self._yields, self._hops = yields, hops
+
+    async def GetHouseholdRecord(self, request: Any, context: Any) -> pb.HouseholdRecordResponse:
+        for _ in range(self._yields):
+            await asyncio.sleep(0)
+        for _ in range(self._hops):
+            await asyncio.to_thread(int)
+        return self._response
+
+
 class PassThroughServicer(pb_grpc.VerificationServiceServicer):
     """B1: the irreducible work of a gateway: the same department call through the same
     signed, pooled adapter, the answer mapped and returned."""
@@ -112,10 +142,20 @@ class PassThroughServicer(pb_grpc.VerificationServiceServicer):
         return pb.HouseholdRecordResponse(record=masked)
 
 
+class NoOpInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
+    """Passes every call straight on: what grpc.aio's interceptor machinery costs alone."""
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        return await continuation(details)
+
+
 @contextlib.asynccontextmanager
-async def bare_server(work: Workdir, servicer: Any) -> AsyncIterator[int]:
+async def bare_server(
+    work: Workdir, servicer: Any, interceptors: list[Any] | None = None
+) -> AsyncIterator[int]:
     server = grpc.aio.server(
-        options=[("grpc.max_concurrent_streams", 1024), ("grpc.so_reuseport", 1)]
+        interceptors=interceptors,
+        options=[("grpc.max_concurrent_streams", 1024), ("grpc.so_reuseport", 1)],
     )
     pb_grpc.add_VerificationServiceServicer_to_server(servicer, server)
     port = server.add_secure_port("127.0.0.1:0", _server_credentials(work.pki))
@@ -164,8 +204,16 @@ async def main(args: argparse.Namespace) -> None:
                 property_dsn=s.property_dsn,
             )
             await _until_stopped()
-    elif kind == "b0":
-        async with bare_server(work, CannedServicer()) as port:
+    elif kind in ("b0", "b0-int"):
+        interceptors = [NoOpInterceptor()] if kind == "b0-int" else None
+        async with bare_server(work, CannedServicer(), interceptors) as port:
+            _ready(port=port)
+            await _until_stopped()
+    elif kind in ("b0-yield", "b0-hop"):
+        servicer = (
+            SuspendingServicer(yields=4) if kind == "b0-yield" else SuspendingServicer(hops=1)
+        )
+        async with bare_server(work, servicer) as port:
             _ready(port=port)
             await _until_stopped()
     elif kind == "b1":

@@ -110,3 +110,11 @@ def prepare(dir: Path) -> Workdir:
 
 def scenarios() -> dict[str, str]:
     return dict(generate(seed=SEED, size=POPULATION).scenarios)
+
+
+def applicant_ids(count: int) -> list[str]:
+    """The ID numbers the load cycles through: `count` people of the bench population (the
+    same list for B1 and the gateway), so single-flight coalescing in the gateway does not
+    make it look cheaper than B1, which calls the department for every request."""
+    people = sorted(generate(seed=SEED, size=POPULATION).people)
+    return people[: max(1, count)]
