@@ -143,19 +143,23 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
                 rate, known = caller_rate(policy, caller.id)
                 await self._d.limiter.acquire(caller.id, rate, known=known)
                 response = await body(access, policy)
+        # Each branch writes the entry only if none was started: a failure after a granted
+        # entry (or inside the append itself) must not leave a second one.
         except ProoflessError as err:
-            await self._append(access, err)
+            if not access.appending:
+                await self._append(access, err)
             raise
         except asyncio.CancelledError:
             # The caller went away, or shutdown's grace period ran out: the request still
-            # leaves its one entry, unless it was cancelled while writing that entry.
+            # leaves its one entry.
             if not access.appending:
                 await self._append(access, Cancelled("the call was cancelled", reason="CANCELLED"))
             raise
         except Exception as exc:
             # An unexpected failure still leaves its entry; the interceptor answers INTERNAL.
             log.exception("unexpected failure", extra={"rpc": rpc, "request_id": access.request_id})
-            await self._append(access, Unavailable("internal error", reason="INTERNAL"))
+            if not access.appending:
+                await self._append(access, Unavailable("internal error", reason="INTERNAL"))
             raise exc
         finally:
             self._active -= 1

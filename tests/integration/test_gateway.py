@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from joserfc import jws as jose_jws
 from joserfc.jwk import KeySet
 
+from gateway.errors import IntegrityError
 from gateway.logging import JsonFormatter
 from gateway.proof_check import check_proof
 from proofless.v1 import audit_pb2
@@ -386,3 +387,22 @@ async def test_policy_is_asked_before_the_items_conditions(stack: Stack) -> None
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await window.GetHouseholdRecord(req)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_failure_after_the_granted_entry_leaves_no_second_one(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Signing fails after the entry is on disk: the caller gets an error, the log keeps one
+    entry (the access happened), never a second."""
+
+    def broken_sign(claims: object) -> str:
+        raise IntegrityError("signing key unavailable", reason="SIGNING_FAILED")
+
+    monkeypatch.setattr(stack.gateway.signer, "sign", broken_sign)
+    stub = await stack.verification("quangang-window")
+    before = stack.gateway.audit.tree_size
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.GetHouseholdRecord(record_request(stack.scenarios["household_head"]))
+    assert info.value.code() == grpc.StatusCode.DATA_LOSS
+    logged = (await entries(stack))[before:]
+    assert [e["outcome"] for e in logged] == ["granted"]
