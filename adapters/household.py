@@ -8,7 +8,6 @@ The registry answers HTTP 200 with an envelope `{"code", "msg", "data", "timesta
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +16,6 @@ from adapters import mapping, signing
 from adapters.base import (
     DepartmentId,
     DepartmentMalformed,
-    DepartmentTimeout,
     DepartmentUnavailable,
     Fetched,
     RecordNotFound,
@@ -76,11 +74,7 @@ class HouseholdAdapter:
         return Fetched(self.department, record, answer_time(envelope, data))
 
     async def health(self) -> bool:
-        try:
-            async with within(time.monotonic() + self._timeout_s, self._timeout_s, self.department):
-                return await self._http.get_ok(HEALTH_PATH)
-        except DepartmentTimeout:
-            return False
+        return await self._http.healthy(HEALTH_PATH, self._timeout_s, self.department)
 
     async def close(self) -> None:
         await self._http.close()

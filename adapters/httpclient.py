@@ -9,12 +9,14 @@ either.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 
-from adapters.base import DepartmentMalformed, DepartmentUnavailable
+from adapters.base import DepartmentMalformed, DepartmentTimeout, DepartmentUnavailable
+from adapters.deadline import within
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 
@@ -79,6 +81,14 @@ class JsonDepartmentClient:
                 await resp.read()
                 return resp.status == 200
         except (aiohttp.ClientError, DepartmentUnavailable):
+            return False
+
+    async def healthy(self, path: str, timeout_s: float, department: str) -> bool:
+        """The department's health endpoint answers 200 within `timeout_s`."""
+        try:
+            async with within(time.monotonic() + timeout_s, timeout_s, department):
+                return await self.get_ok(path)
+        except DepartmentTimeout:
             return False
 
     async def close(self) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +19,6 @@ from adapters import mapping
 from adapters.base import (
     DepartmentId,
     DepartmentMalformed,
-    DepartmentTimeout,
     DepartmentUnavailable,
     Fetched,
     RecordNotFound,
@@ -111,11 +109,7 @@ class SocialSecurityAdapter:
         return rows
 
     async def health(self) -> bool:
-        try:
-            async with within(time.monotonic() + self._timeout_s, self._timeout_s, self.department):
-                return await self._http.get_ok(HEALTH_PATH)
-        except DepartmentTimeout:
-            return False
+        return await self._http.healthy(HEALTH_PATH, self._timeout_s, self.department)
 
     async def close(self) -> None:
         await self._http.close()

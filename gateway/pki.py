@@ -191,12 +191,12 @@ class DevPki:
 # ---- files ------------------------------------------------------------------------------
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a secret: a fresh 0600 file (O_EXCL, so never an existing file's mode), fsynced,
-    then renamed over `path`."""
+def _write_file(path: Path, data: bytes, mode: int) -> None:
+    """Write a fresh file with `mode` (O_EXCL, so never an existing file's mode), fsynced,
+    then renamed over `path`: a reader sees the old file or the whole new one."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -206,21 +206,15 @@ def _write_private(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """A secret: 0600 from the moment the file exists."""
+    _write_file(path, data, 0o600)
 
 
 def _write_public(path: Path, data: bytes) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    _write_file(path, data, 0o644)
 
 
 def _read(path: Path, what: str) -> bytes:
