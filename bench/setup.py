@@ -7,7 +7,6 @@ that would refuse the load (100 req/s per caller, 512 in flight) are raised.
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import tomllib
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.simulators.datagen import generate
+from gateway.config import merge_tables
 from gateway.pki import DevPki, init_dev_pki
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,16 +47,6 @@ class Workdir:
         return loaded
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def bench_policy() -> str:
     """The dev policy with every caller's rate limit raised above any load this machine makes."""
     return re.sub(r"^rate = \{[^}]*\}", BENCH_RATE, DEV_POLICY.read_text(), flags=re.M)
@@ -66,8 +56,8 @@ def prepare(dir: Path) -> Workdir:
     pki = init_dev_pki(dir / "pki")
     policy = dir / "policy.toml"
     policy.write_text(bench_policy())
-    raw = tomllib.loads(DEV_CONFIG.read_text())
-    raw = _merge(
+    raw = merge_tables(tomllib.loads(DEV_CONFIG.read_text()), pki.config_overrides())
+    raw = merge_tables(
         raw,
         {
             "server": {
@@ -77,20 +67,9 @@ def prepare(dir: Path) -> Workdir:
                 "max_in_flight": 8192,
                 "max_concurrent_streams": 1024,
             },
-            "tls": {
-                "ca": str(pki.ca_pem),
-                "cert": str(pki.server_pem),
-                "key": str(pki.server_key),
-                "crl": str(pki.ca_crl),
-            },
-            "proofs": {"signing_key": str(pki.proof_signing_key)},
-            "audit": {
-                "note_key": str(pki.audit_note_key),
-                "pepper_file": str(pki.audit_pepper),
-            },
             "policy": {"file": str(policy)},
             "departments": {
-                "household": {"app_secret_file": str(pki.household_secret), "pool_size": 64},
+                "household": {"pool_size": 64},
                 "social_security": {"pool_size": 64},
                 "property": {"dsn": f"sqlite:///{dir / 'frontdb' / 'property.sqlite3'}"},
             },
@@ -100,7 +79,6 @@ def prepare(dir: Path) -> Workdir:
                 "household_listen": "127.0.0.1:0",
                 "social_security_listen": "127.0.0.1:0",
             },
-            "consent": {"issuers_jwks": str(pki.consent_issuer_jwks)},
         },
     )
     work = Workdir(dir, pki)

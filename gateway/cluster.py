@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from gateway.audit.note import NoteSigner
-from gateway.config import Config, host_port, load_config
+from gateway.config import Config, host_port, load_config, merge_tables
 from gateway.errors import ConfigError, ProoflessError
 from gateway.logging import configure_logging
+from gateway.pki import DevPki
 from gateway.workers import (
     Ready,
     Supervisor,
@@ -54,37 +55,6 @@ START_TIMEOUT_S = 60.0
 DEFAULT_LISTEN = "127.0.0.1:50050"
 DEFAULT_REPLICA_PORT = 50061
 DEFAULT_OPS_PORT = 9471
-
-
-def certs_overrides(certs: Path) -> dict[str, Any]:
-    """Config keys pointing every key and certificate at a dev PKI directory
-    (`proofless certs init --dir`), as the dev config does for certs/dev."""
-    c = certs.resolve()
-    return {
-        "tls": {
-            "ca": str(c / "ca.pem"),
-            "cert": str(c / "server.pem"),
-            "key": str(c / "server.key"),
-            "crl": str(c / "ca.crl"),
-        },
-        "proofs": {"signing_key": str(c / "proof-signing.key")},
-        "audit": {
-            "note_key": str(c / "audit-note.key"),
-            "pepper_file": str(c / "audit-pepper.bin"),
-        },
-        "departments": {"household": {"app_secret_file": str(c / "household-app.secret")}},
-        "consent": {"issuers_jwks": str(c / "consent-issuer.jwks.json")},
-    }
-
-
-def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 # ---- nginx ----------------------------------------------------------------------------------
@@ -164,8 +134,8 @@ def plan(
         for key in ("household_listen", "social_security_listen")
     }
     dsn = f"sqlite:///{(state / 'frontdb' / 'property.sqlite3').resolve()}"
-    common: dict[str, Any] = merge(
-        certs_overrides(certs) if certs else {},
+    common: dict[str, Any] = merge_tables(
+        DevPki(certs.resolve()).config_overrides() if certs else {},
         {
             "departments": {
                 "household": {"url": f"http://{sims['household_listen']}"},
@@ -182,7 +152,7 @@ def plan(
             WorkerSpec(
                 index=i,
                 name=f"replica-{i}",
-                overrides=merge(
+                overrides=merge_tables(
                     common,
                     {
                         "server": {
@@ -272,7 +242,7 @@ async def run_cluster(
     sims_env = {
         **os.environ,
         **env_overrides(
-            merge(
+            merge_tables(
                 p.replicas[0].overrides if p.replicas else {},
                 {"simulators": p.sims, "departments": {"property": {"dsn": p.property_dsn}}},
             )

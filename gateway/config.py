@@ -50,6 +50,19 @@ def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
 
 
+def merge_tables(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """A new table: `base` with `over` laid on top, sub-tables merged key by key (how tests,
+    the demo, the cluster and the bench point the dev configuration elsewhere)."""
+    out = _deep_copy(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping):
+            current = out.get(key)
+            out[key] = merge_tables(current if isinstance(current, Mapping) else {}, value)
+        else:
+            out[key] = value
+    return out
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     listen: str = "127.0.0.1:50051"

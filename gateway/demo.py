@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 
 from adapters.simulators import run_simulators
 from gateway.cli import describe_rpc_error
-from gateway.config import parse_config
+from gateway.config import merge_tables, parse_config
 from gateway.consent import issue_consent
 from gateway.pki import DevPki, load_ed25519_private_key
 from gateway.proof_check import check_proof
@@ -36,17 +36,6 @@ VERDICTS = {
     pb.VERDICT_DOES_NOT_HOLD: "DOES NOT HOLD",
     pb.VERDICT_UNDETERMINED: "UNDETERMINED",
 }
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = (
-            _merge(out[key], value)
-            if isinstance(value, dict) and isinstance(out.get(key), dict)
-            else value
-        )
-    return out
 
 
 def _brief(message: Message) -> str:
@@ -334,7 +323,7 @@ async def tour(t: Tour, s: dict[str, str], pki: DevPki) -> None:
 
 
 async def _demo(raw: dict[str, Any], config_path: Path, secret: bytes) -> int:
-    raw = _merge(
+    raw = merge_tables(
         raw,
         {
             "server": {"listen": "127.0.0.1:0", "ops_listen": "127.0.0.1:0", "grace_seconds": 1},
@@ -349,7 +338,7 @@ async def _demo(raw: dict[str, Any], config_path: Path, secret: bytes) -> int:
     pki = DevPki(Path(raw["tls"]["ca"]).parent)
     started = time.perf_counter()
     async with run_simulators(raw["simulators"], raw["departments"], secret=secret) as sims:
-        raw = _merge(
+        raw = merge_tables(
             raw,
             {
                 "departments": {

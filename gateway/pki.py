@@ -184,6 +184,25 @@ class DevPki:
     def complete(self) -> Path:
         return self.dir / ".complete"
 
+    def config_overrides(self) -> dict[str, Any]:
+        """The gateway configuration keys that point every certificate, key and secret at
+        this directory, as deploy/config/gateway.toml does for certs/dev."""
+        return {
+            "tls": {
+                "ca": str(self.ca_pem),
+                "cert": str(self.server_pem),
+                "key": str(self.server_key),
+                "crl": str(self.ca_crl),
+            },
+            "proofs": {"signing_key": str(self.proof_signing_key)},
+            "audit": {
+                "note_key": str(self.audit_note_key),
+                "pepper_file": str(self.audit_pepper),
+            },
+            "departments": {"household": {"app_secret_file": str(self.household_secret)}},
+            "consent": {"issuers_jwks": str(self.consent_issuer_jwks)},
+        }
+
     def load_ca(self) -> CertAuthority:
         return CertAuthority(load_certificate(self.ca_pem), _load_ec_key(self.ca_key))
 

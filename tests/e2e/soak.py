@@ -40,6 +40,7 @@ from typing import Any
 import grpc
 
 from adapters.simulators.datagen import generate
+from gateway.config import merge_tables
 from gateway.pki import DevPki, init_dev_pki
 from proofless.v1 import verification_pb2 as pb
 from proofless.v1 import verification_pb2_grpc as pb_grpc
@@ -83,16 +84,6 @@ def dump_toml(data: Mapping[str, Any], prefix: str = "") -> str:
         if isinstance(value, Mapping):
             out.append(dump_toml(value, f"{prefix}.{key}" if prefix else key))
     return "\n".join(out) + "\n"
-
-
-def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def fast_policy(dest: Path) -> Path:
@@ -233,33 +224,18 @@ def write_config(
     state.mkdir(parents=True, exist_ok=True)
     logs.mkdir(exist_ok=True)
     grpc_port, ops_port, hh_port, ss_port = (free_port() for _ in range(4))
-    raw = merge(
-        tomllib.loads(DEV_CONFIG.read_text()),
+    raw = merge_tables(
+        merge_tables(tomllib.loads(DEV_CONFIG.read_text()), pki.config_overrides()),
         {
             "server": {
                 "listen": f"127.0.0.1:{grpc_port}",
                 "ops_listen": f"127.0.0.1:{ops_port}",
                 "grace_seconds": 5,
             },
-            "tls": {
-                "ca": str(pki.ca_pem),
-                "cert": str(pki.server_pem),
-                "key": str(pki.server_key),
-                "crl": str(pki.ca_crl),
-            },
-            "proofs": {"signing_key": str(pki.proof_signing_key)},
-            "audit": {
-                "dir": str(state / "audit"),
-                "note_key": str(pki.audit_note_key),
-                "pepper_file": str(pki.audit_pepper),
-                "checkpoint_every_ms": 200,
-            },
+            "audit": {"dir": str(state / "audit"), "checkpoint_every_ms": 200},
             "policy": {"file": str(fast_policy(base / "policy.toml"))},
             "departments": {
-                "household": {
-                    "url": f"http://127.0.0.1:{hh_port}",
-                    "app_secret_file": str(pki.household_secret),
-                },
+                "household": {"url": f"http://127.0.0.1:{hh_port}"},
                 "social_security": {"url": f"http://127.0.0.1:{ss_port}"},
                 "property": {"dsn": f"sqlite:///{state / 'frontdb' / 'property.sqlite3'}"},
             },
@@ -269,11 +245,10 @@ def write_config(
                 "household_listen": f"127.0.0.1:{hh_port}",
                 "social_security_listen": f"127.0.0.1:{ss_port}",
             },
-            "consent": {"issuers_jwks": str(pki.consent_issuer_jwks)},
             "ratelimit": {"backend": "local"},
         },
     )
-    raw = merge(raw, overrides or {})
+    raw = merge_tables(raw, overrides or {})
     config_path = base / "gateway.toml"
     config_path.write_text(dump_toml(raw))
     return ProcessStack(

@@ -3,7 +3,6 @@ port 0, and the gateway on port 0 with real mutual TLS. Clients are real grpc.ai
 
 from __future__ import annotations
 
-import copy
 import tomllib
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -18,7 +17,7 @@ from google.rpc import error_details_pb2, status_pb2
 from prometheus_client import CollectorRegistry
 
 from adapters.simulators import run_simulators
-from gateway.config import Config, parse_config
+from gateway.config import Config, merge_tables, parse_config
 from gateway.pki import DevPki
 from gateway.server import RunningGateway, running_gateway
 from proofless.v1 import audit_pb2_grpc, verification_pb2_grpc
@@ -27,54 +26,28 @@ ROOT = Path(__file__).resolve().parents[2]
 DEV_CONFIG = ROOT / "deploy" / "config" / "gateway.toml"
 
 
-def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def stack_config(
     pki: DevPki, state: Path, overrides: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """The dev configuration, pointed at `pki` and `state`, every port 0."""
-    raw = tomllib.loads(DEV_CONFIG.read_text())
-    raw = merge(
+    raw = merge_tables(tomllib.loads(DEV_CONFIG.read_text()), pki.config_overrides())
+    raw = merge_tables(
         raw,
         {
             "server": {"listen": "127.0.0.1:0", "ops_listen": "127.0.0.1:0", "grace_seconds": 1},
-            "tls": {
-                "ca": str(pki.ca_pem),
-                "cert": str(pki.server_pem),
-                "key": str(pki.server_key),
-                "crl": str(pki.ca_crl),
-            },
-            "proofs": {"signing_key": str(pki.proof_signing_key)},
-            "audit": {
-                "dir": str(state / "audit"),
-                "note_key": str(pki.audit_note_key),
-                "pepper_file": str(pki.audit_pepper),
-                "checkpoint_every_ms": 200,
-            },
+            "audit": {"dir": str(state / "audit"), "checkpoint_every_ms": 200},
             "policy": {"file": str(ROOT / "deploy" / "config" / "policy.toml")},
             "departments": {
-                "household": {
-                    "url": "http://127.0.0.1:0",
-                    "app_secret_file": str(pki.household_secret),
-                },
+                "household": {"url": "http://127.0.0.1:0"},
                 "property": {"dsn": f"sqlite:///{state / 'frontdb' / 'property.sqlite3'}"},
             },
             "simulators": {
                 "household_listen": "127.0.0.1:0",
                 "social_security_listen": "127.0.0.1:0",
             },
-            "consent": {"issuers_jwks": str(pki.consent_issuer_jwks)},
         },
     )
-    return merge(raw, overrides or {})
+    return merge_tables(raw, overrides or {})
 
 
 @dataclass
@@ -122,7 +95,7 @@ async def running_stack(
                 secret=pki.household_secret.read_text().strip().encode(),
             )
         )
-        raw = merge(
+        raw = merge_tables(
             raw,
             {
                 "departments": {
