@@ -24,7 +24,8 @@ PROOF_TYPE = "proofless-proof+jwt"
 
 
 def canonical_json(value: Any) -> bytes:
-    """Sorted keys, no spaces, UTF-8: the one byte form that digests and audit leaves use."""
+    """Sorted keys, no spaces, UTF-8: the byte form the proof digest is taken over (the same
+    form as audit leaves, which gateway.audit.entry encodes with a prebuilt C encoder)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
