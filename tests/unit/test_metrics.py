@@ -7,12 +7,20 @@ import io
 import json
 import logging
 import math
+import time
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from gateway.dashboard.sampler import Sampler, quantile
-from gateway.logging import JsonFormatter, TextFormatter, configure_logging, redact
+from gateway.interceptors import request_id_from
+from gateway.logging import (
+    BufferedStreamHandler,
+    JsonFormatter,
+    TextFormatter,
+    configure_logging,
+    redact,
+)
 from gateway.metrics import MAX_LABEL_VALUES, OTHER, Metrics, bounded
 
 ID_NUMBER = "35010019900307123X"
@@ -353,6 +361,7 @@ def test_configure_logging_writes_json_lines_to_stderr(
         ours = [h for h in root.handlers if h not in before[0]]
         assert len(ours) == 1
         logging.getLogger("proofless.x").info("ready", extra={"port": 8080, "secret": "s"})
+        ours[0].flush()
         lines = stream.getvalue().splitlines()
         assert len(lines) == 1
         entry = json.loads(lines[0])
@@ -363,3 +372,62 @@ def test_configure_logging_writes_json_lines_to_stderr(
             if handler not in before[0]:
                 root.removeHandler(handler)
         root.setLevel(before[1])
+
+
+def test_buffered_lines_are_written_in_batches_and_warnings_at_once() -> None:
+    stream = io.StringIO()
+    handler = BufferedStreamHandler(stream, flush_bytes=1 << 20, interval_s=0.05)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("proofless.test.buffered")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("first", extra={"rpc": "A"})
+        logger.info("second", extra={"rpc": "B"})
+        assert stream.getvalue() == ""  # held for the batch
+        logger.warning("trouble")  # written at once, after the lines before it
+        assert [json.loads(x)["message"] for x in stream.getvalue().splitlines()] == [
+            "first",
+            "second",
+            "trouble",
+        ]
+        logger.info("later")
+        deadline = time.monotonic() + 5
+        while "later" not in stream.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "later" in stream.getvalue()  # the flusher wrote it within its interval
+        logger.info("last")
+    finally:
+        logger.removeHandler(handler)
+        handler.close()  # what logging.shutdown does at exit: nothing is lost
+    assert stream.getvalue().splitlines()[-1].find('"last"') > 0
+
+
+def test_a_full_batch_is_written_without_waiting() -> None:
+    stream = io.StringIO()
+    handler = BufferedStreamHandler(stream, flush_bytes=400, interval_s=60)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("proofless.test.full")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        for i in range(10):
+            logger.info("line %d", i)
+        assert len(stream.getvalue().splitlines()) >= 3
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    assert len(stream.getvalue().splitlines()) == 10
+
+
+def test_an_id_shaped_request_id_is_replaced_not_logged_or_audited() -> None:
+    """The request id is written in clear into audit entries, trailers and the access log."""
+    assert request_id_from((("x-request-id", "case-42.a_b"),)) == "case-42.a_b"
+    hex_id = "ed76c14786a446868948319333afecec"  # a uuid4 hex with a 15-digit run inside
+    assert request_id_from((("x-request-id", hex_id),)) == hex_id
+    for careless in (ID_NUMBER, f"req-{ID_NUMBER}", "13912345678"):
+        fresh = request_id_from((("x-request-id", careless),))
+        assert careless not in fresh
+        assert len(fresh) == 32
