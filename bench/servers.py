@@ -225,8 +225,12 @@ async def main(args: argparse.Namespace) -> None:
         finally:
             await adapter.close()
     elif kind in ("gw-mem", "gw-http"):
+        from gateway.logging import configure_logging  # noqa: PLC0415 - gateway processes only
         from gateway.server import running_gateway  # noqa: PLC0415 - gateway processes only
 
+        # as `proofless serve` runs: JSON lines on stderr (this server's log file), including
+        # the access log's line per call
+        configure_logging("INFO")
         raw["audit"]["dir"] = str(work.dir / f"audit-{kind}-{args.tag}")
         config = parse_config(raw, "bench")
         adapters = None

@@ -109,6 +109,8 @@ class RunningGateway:
     signer: ProofSigner
     health: health.aio.HealthServicer
     server: grpc.aio.Server
+    servicer: VerificationServicer
+    interceptor: GatewayInterceptor
 
 
 def _grpc_options(config: Config) -> list[tuple[str, Any]]:
@@ -207,17 +209,13 @@ async def running_gateway(
         admission=Admission(config.server.max_in_flight),
         default_deadline_s=config.server.default_deadline_ms / 1000,
     )
-    server = grpc.aio.server(
-        interceptors=[
-            GatewayInterceptor(
-                metrics,
-                check_caller=check_caller,
-                on_rejected=audit_rejected,
-                access_log=config.server.access_log,
-            )
-        ],
-        options=_grpc_options(config),
+    interceptor = GatewayInterceptor(
+        metrics,
+        check_caller=check_caller,
+        on_rejected=audit_rejected,
+        access_log=config.server.access_log,
     )
+    server = grpc.aio.server(interceptors=[interceptor], options=_grpc_options(config))
     servicer = VerificationServicer(deps)
     verification_pb2_grpc.add_VerificationServiceServicer_to_server(servicer, server)
     audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(audit, pepper), server)
@@ -262,6 +260,8 @@ async def running_gateway(
             signer=signer,
             health=health_servicer,
             server=server,
+            servicer=servicer,
+            interceptor=interceptor,
         )
     finally:
         serving = False

@@ -1,0 +1,152 @@
+"""`python -m bench.inproc [--calls N] [--profile FILE]`: the gateway's own CPU per call.
+
+Drives the real servicer behind the real `GatewayInterceptor` of a `running_gateway` (the
+in-process household department, the real audit log with fdatasync, the real signer, policy
+and metrics) with a stand-in for grpc's ServicerContext, `--concurrency` calls at a time, and
+prints process CPU µs per call. No sockets, TLS, HTTP/2 or protobuf parsing of the request:
+what is left is the gateway's own work, the part a change to its Python moves. `--profile`
+writes a cProfile of the measured calls (slower; read it for shares, not for µs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from bench.load import request_bodies
+from bench.servers import InProcessHousehold
+from bench.setup import RECORD_CALLER, prepare
+from gateway.config import parse_config
+from gateway.logging import configure_logging
+from gateway.server import running_gateway
+from proofless.v1 import verification_pb2 as pb
+
+METHOD = "/proofless.v1.VerificationService/GetHouseholdRecord"
+SYNCS = [0]
+_fdatasync = os.fdatasync
+
+
+def _counted_fdatasync(fd: int) -> None:
+    SYNCS[0] += 1
+    _fdatasync(fd)
+
+
+os.fdatasync = _counted_fdatasync  # this process only: counts the audit log's data syncs
+
+
+class Details(grpc.HandlerCallDetails):  # type: ignore[misc]
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.invocation_metadata = ()
+
+
+class Context:
+    """What the gateway asks of grpc.aio's ServicerContext on a successful call."""
+
+    def __init__(self, auth: dict[str, list[bytes]]) -> None:
+        self._auth = auth
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return self._auth
+
+    def set_trailing_metadata(self, metadata: Any) -> None:
+        self.trailing = metadata
+
+    def time_remaining(self) -> float:
+        return 5.0
+
+    async def abort(self, code: Any, details: str = "", trailing: Any = ()) -> None:
+        raise RuntimeError(f"call refused: {code} {details}")
+
+    def code(self) -> Any:
+        return None
+
+
+async def drive(
+    work: Path, calls: int, concurrency: int, rounds: int, prof: Any
+) -> tuple[list[float], list[float], list[float]]:
+    workdir = prepare(work)
+    raw = workdir.raw_config()
+    raw["audit"]["dir"] = str(work / "audit")
+    config = parse_config(raw, "bench")
+    _, bodies = request_bodies("household", 512)
+    requests = [pb.RecordRequest.FromString(b) for b in bodies]
+    auth = {"x509_pem_cert": [workdir.pki.client_pem(RECORD_CALLER).read_bytes()]}
+    details = Details(METHOD)
+    figures: list[float] = []
+    loop_figures: list[float] = []
+    syncs: list[float] = []
+    async with running_gateway(config, adapters={"household": InProcessHousehold()}) as gw:
+
+        async def continuation(_: Any) -> Any:
+            return grpc.unary_unary_rpc_method_handler(gw.servicer.GetHouseholdRecord)
+
+        async def one(i: int) -> None:
+            handler = await gw.interceptor.intercept_service(continuation, details)
+            await handler.unary_unary(requests[i % len(requests)], Context(auth))
+
+        async def batch(start: int, n: int) -> None:
+            next_i = start
+
+            async def worker() -> None:
+                nonlocal next_i
+                while next_i < start + n:
+                    i = next_i
+                    next_i += 1
+                    await one(i)
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+        await batch(0, min(calls, 2000))  # warm-up
+        for r in range(rounds):
+            if prof is not None:
+                prof.enable()
+            cpu, loop_cpu, synced = time.process_time(), time.thread_time(), SYNCS[0]
+            await batch((r + 1) * calls, calls)
+            syncs.append((SYNCS[0] - synced) / calls)
+            figures.append((time.process_time() - cpu) / calls * 1e6)
+            loop_figures.append((time.thread_time() - loop_cpu) / calls * 1e6)
+            if prof is not None:
+                prof.disable()
+    return figures, loop_figures, syncs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--profile", help="write a cProfile of the measured calls here")
+    parser.add_argument(
+        "--no-access-log", action="store_true", help="leave logging unconfigured (no access log)"
+    )
+    args = parser.parse_args()
+    prof = cProfile.Profile() if args.profile else None
+    if not args.no_access_log:  # as `proofless serve` runs: JSON lines on stderr
+        configure_logging("INFO")
+    with tempfile.TemporaryDirectory(prefix="proofless-inproc-") as tmp:
+        figures, loop_figures, syncs = asyncio.run(
+            drive(Path(tmp), args.calls, args.concurrency, args.rounds, prof)
+        )
+    if prof is not None:
+        prof.dump_stats(args.profile)
+    print(
+        "gateway own CPU µs/call: "
+        + " ".join(f"{f:.0f}" for f in figures)
+        + f"  median {statistics.median(figures):.0f}"
+        + f"  (loop thread {statistics.median(loop_figures):.0f}); fdatasync per call "
+        + " ".join(f"{s:.2f}" for s in syncs)
+    )
+
+
+if __name__ == "__main__":
+    main()
