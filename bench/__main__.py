@@ -183,9 +183,28 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _children(pid: int) -> list[int]:
+    """The child processes of `pid` (the workers `proofless serve --workers N` started)."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _machine_bound(one: dict[str, Any], two: dict[str, Any]) -> float:
+    """The most `--workers 2` could gain over `--workers 1` on this machine, given what each
+    call costs everyone: all cores ÷ (gateway + client + simulators CPU per call, measured in
+    the 2-worker run) ÷ the 1-worker rate. The client and the simulators share the cores."""
+    cores = os.cpu_count() or 1
+    cpu_per_call = sum(two["cpu"].values()) / two["rps"]
+    return cores / cpu_per_call / one["rps"]
+
+
 def workers_rounds(work: Path, sims: Server, args: argparse.Namespace) -> dict[str, Any] | None:
     """`proofless serve --workers N` for N = 1, 2, against the HTTP departments. Nothing is
-    pinned: the workers need both cores (the client and simulators share them)."""
+    pinned: the workers need both cores (the client and simulators share them). Each run
+    reports the cores the gateway (supervisor and workers), the client and the simulators
+    used, and each round the machine's bound on the ratio (`_machine_bound`)."""
     proofless = Path(sys.executable).parent / "proofless"
     help_text = subprocess.run(
         [str(proofless), "serve", "--help"], capture_output=True, text=True, check=False
@@ -195,6 +214,7 @@ def workers_rounds(work: Path, sims: Server, args: argparse.Namespace) -> dict[s
     raw = json.loads((work / "gateway.json").read_text())
     sims_info = sims.info
     runs: dict[str, list[float]] = {"1": [], "2": []}
+    results: dict[str, list[dict[str, Any]]] = {"1": [], "2": []}
     for n in ("1", "2") * args.rounds:
         port = _free_port()
         env = dict(os.environ)
@@ -222,7 +242,7 @@ def workers_rounds(work: Path, sims: Server, args: argparse.Namespace) -> dict[s
         env.update({f"PROOFLESS__{k}": v for k, v in flat.items()})
         log = (work / f"workers-{n}.log").open("w")
         proc = subprocess.Popen(
-            [str(proofless), "serve", "--workers", n, "--log-level", "WARNING"],
+            [str(proofless), "serve", "--workers", n],  # logging as served: access log on
             stdout=log,
             stderr=log,
             env=env,
@@ -237,10 +257,12 @@ def workers_rounds(work: Path, sims: Server, args: argparse.Namespace) -> dict[s
                 except OSError:
                     time.sleep(0.2)
             time.sleep(1.0)  # every worker listening
+            pids = {"server": proc.pid, "sims": sims.pid}
+            pids.update({f"worker{i}": pid for i, pid in enumerate(_children(proc.pid))})
             result = run_client(
                 work,
                 port,
-                {"server": proc.pid, "sims": sims.pid},
+                pids,
                 seconds=args.seconds,
                 warmup=args.warmup,
                 concurrency=args.concurrency * 2,
@@ -254,9 +276,24 @@ def workers_rounds(work: Path, sims: Server, args: argparse.Namespace) -> dict[s
             except subprocess.TimeoutExpired:
                 proc.kill()
         runs[n].append(result["rps"])
-        print(f"  --workers {n}: {result['rps']:.0f} req/s", flush=True)
+        results[n].append(result)
+        cpu = result["cpu"]
+        gateway = sum(v for k, v in cpu.items() if k == "server" or k.startswith("worker"))
+        print(
+            f"  --workers {n}: {result['rps']:.0f} req/s; cores busy: gateway {gateway:.2f}, "
+            f"client {cpu['client']:.2f}, simulators {cpu['sims']:.2f}",
+            flush=True,
+        )
     ratios = [b / a for a, b in zip(runs["1"], runs["2"], strict=True)]
-    return {"rps_workers_1": runs["1"], "rps_workers_2": runs["2"], "ratio": summary(ratios)}
+    bounds = [_machine_bound(a, b) for a, b in zip(results["1"], results["2"], strict=True)]
+    return {
+        "rps_workers_1": runs["1"],
+        "rps_workers_2": runs["2"],
+        "cpu_workers_1": [r["cpu"] for r in results["1"]],
+        "cpu_workers_2": [r["cpu"] for r in results["2"]],
+        "ratio": summary(ratios),
+        "machine_bound": summary(bounds),
+    }
 
 
 def table(results: dict[str, Any]) -> str:
@@ -381,6 +418,7 @@ def main() -> int:
     }
     if workers is not None:
         ratios["workers_2/1"] = workers["ratio"]
+        ratios["workers_2/1 machine bound"] = workers["machine_bound"]
     else:
         notes.append("`proofless serve --workers` is not available: workers ratio skipped")
     for name in FIGURES:
