@@ -47,6 +47,7 @@ from gateway.proofs import (
     canonical_json,
     digest_of_json,
     new_proof_id,
+    set_timestamp,
 )
 from gateway.ratelimit import RateLimiter, caller_rate
 from gateway.validation import ValidRecordRequest, validate_record_request, validate_verify_claims
@@ -265,6 +266,7 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
 
     def _attest(
         self,
+        att: pb.Attestation,
         access: Access,
         *,
         index: int,
@@ -274,7 +276,8 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
         departments: Sequence[str],
         as_of: datetime | None,
         applicant: str,
-    ) -> pb.Attestation:
+    ) -> None:
+        """Sign the proof and fill `att` (the response's own Attestation, written in place)."""
         claims = ProofClaims(
             proof_id=access.proof_id,
             issuer=self._d.issuer,
@@ -293,19 +296,16 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
             audit_index=index,
             data_json=data_json,
         )
-        att = pb.Attestation(
-            proof=self._d.signer.sign(claims),
-            audit_index=index,
-            audit_log=self._d.audit.origin,
-            proof_id=access.proof_id,
-            disclosed_fields=list(fields),
-        )
+        att.proof = self._d.signer.sign(claims)
+        att.audit_index = index
+        att.audit_log = self._d.audit.origin
+        att.proof_id = access.proof_id
+        att.disclosed_fields.extend(fields)
         if len(departments) == 1:
             att.source_department = DEPARTMENT_ENUM[departments[0]]
         if as_of is not None:
-            att.as_of.FromDatetime(as_of.astimezone(UTC))
+            set_timestamp(att.as_of, as_of)
         self._d.metrics.proofs_signed()
-        return att
 
     async def _record(
         self,
@@ -407,17 +407,16 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
     ) -> M:
         data_json = self._finish_id(access, data)
         index = await self._append(access, None)
-        response.attestation.CopyFrom(  # type: ignore[attr-defined]
-            self._attest(
-                access,
-                index=index,
-                fields=sorted(fields),
-                data=data,
-                data_json=data_json,
-                departments=[fetched.department],
-                as_of=fetched.as_of,
-                applicant=v.id_number,
-            )
+        self._attest(
+            response.attestation,  # type: ignore[attr-defined]
+            access,
+            index=index,
+            fields=sorted(fields),
+            data=data,
+            data_json=data_json,
+            departments=[fetched.department],
+            as_of=fetched.as_of,
+            applicant=v.id_number,
         )
         return response
 
@@ -452,19 +451,18 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
                 result.status.code = outcome.status_code
                 result.status.message = outcome.status_message
                 if outcome.as_of is not None:
-                    result.as_of.FromDatetime(outcome.as_of.astimezone(UTC))
+                    set_timestamp(result.as_of, outcome.as_of)
             as_ofs = [o.as_of for o in outcomes if o.as_of is not None]
-            response.attestation.CopyFrom(
-                self._attest(
-                    access,
-                    index=index,
-                    fields=sorted({c.type for c in v.claims}),
-                    data=data,
-                    data_json=data_json,
-                    departments=sorted({c.department for c in v.claims}),
-                    as_of=min(as_ofs) if as_ofs else None,
-                    applicant=v.id_number,
-                )
+            self._attest(
+                response.attestation,
+                access,
+                index=index,
+                fields=sorted({c.type for c in v.claims}),
+                data=data,
+                data_json=data_json,
+                departments=sorted({c.department for c in v.claims}),
+                as_of=min(as_ofs) if as_ofs else None,
+                applicant=v.id_number,
             )
             return response
 

@@ -4,6 +4,7 @@ spliced in), rfc3339 (strftime), proof ids (uuid4().hex's shape)."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import UTC, datetime, timedelta, timezone
@@ -11,14 +12,21 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from google.protobuf import field_mask_pb2, json_format, struct_pb2
+from google.protobuf import field_mask_pb2, json_format, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway import jws
 from gateway.disclosure import disclose, mask_and_disclose
-from gateway.proofs import ProofClaims, ProofSigner, canonical_json, new_proof_id, rfc3339
+from gateway.proofs import (
+    ProofClaims,
+    ProofSigner,
+    canonical_json,
+    new_proof_id,
+    rfc3339,
+    set_timestamp,
+)
 from proofless.v1 import verification_pb2 as pb
 
 
@@ -175,3 +183,29 @@ def test_proof_ids_are_32_hex_digits_and_distinct() -> None:
     ids = {new_proof_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+)
+
+
+@given(_json_values)
+def test_proof_canonical_json_is_json_dumps(value: object) -> None:
+    try:
+        want = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        expected = want.encode()
+    except UnicodeEncodeError:  # a lone surrogate: both refuse it
+        with pytest.raises(UnicodeEncodeError):
+            canonical_json(value)
+        return
+    assert canonical_json(value) == expected
+
+
+@given(st.datetimes(timezones=st.timezones()))
+def test_set_timestamp_is_from_datetime(moment: datetime) -> None:
+    want, got = timestamp_pb2.Timestamp(), timestamp_pb2.Timestamp()
+    want.FromDatetime(moment)
+    set_timestamp(got, moment)
+    assert got == want
