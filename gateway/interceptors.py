@@ -21,6 +21,7 @@ from grpc_status import rpc_status
 
 from gateway.errors import ProoflessError, Unauthenticated
 from gateway.identity import Caller, caller_from_pem, current_caller
+from gateway.logging import log_fields
 from gateway.metrics import Metrics
 
 log = logging.getLogger("proofless.rpc")
@@ -162,9 +163,11 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
                 metrics.request_finished(rpc, caller_id, item_label[0], outcome, code.name, seconds)
                 if access_log:
                     # one line per call, no personal data: the audit log holds the rest
-                    log.info(
+                    log_fields(
+                        log,
+                        logging.INFO,
                         "rpc",
-                        extra={
+                        {
                             "request_id": request_id,
                             "caller": caller_id,
                             "rpc": rpc,

@@ -170,9 +170,13 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception:  # logging's contract: report, never raise
             self.handleError(record)
             return
+        self.add_line(line, record.levelno)
+
+    def add_line(self, line: str, levelno: int) -> None:
+        """Batch one formatted line (with its terminator); the caller holds `self.lock`."""
         self._lines.append(line)
         self._size += len(line)
-        if record.levelno >= logging.WARNING or self._size >= self._flush_bytes:
+        if levelno >= logging.WARNING or self._size >= self._flush_bytes:
             self._write()
         elif len(self._lines) == 1:
             if self._flusher_pid != os.getpid():  # first line in this process (or a fork)
@@ -207,6 +211,64 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._closed = True
         self._due.set()
         super().close()
+
+
+def write_line(handler: BufferedStreamHandler, line: str, levelno: int) -> None:
+    """Add one formatted line to `handler`'s batch, as its `emit` would."""
+    with handler.lock if handler.lock is not None else contextlib.nullcontext():
+        handler.add_line(line + handler.terminator, levelno)
+
+
+def _sole_json_handler(logger: logging.Logger, levelno: int) -> BufferedStreamHandler | None:
+    """The handler `configure_logging` installed, when it alone receives `logger`'s records:
+    no filters and no other handler on the way up to the root, where it is the only one."""
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.filters:
+            return None
+        if current.handlers:
+            if current.parent is not None or len(current.handlers) != 1:
+                return None
+            handler = current.handlers[0]
+            if (
+                type(handler) is BufferedStreamHandler
+                and getattr(handler, _HANDLER_MARK, False)
+                and not handler.filters
+                and type(handler.formatter) is JsonFormatter
+                and handler.level <= levelno
+            ):
+                return handler
+            return None
+        if not current.propagate:
+            return None
+        current = current.parent
+    return None
+
+
+def log_fields(logger: logging.Logger, levelno: int, message: str, extra: dict[str, Any]) -> None:
+    """`logger.log(levelno, message, extra=extra)` for a line per call (the access log).
+
+    When the JSON handler of `configure_logging` alone receives the logger's records, the
+    line is formatted here and added to its batch without a LogRecord: the same line
+    `JsonFormatter` writes for that record, at about half the cost. Any other set-up (other
+    handlers or filters, a test's log capture, the text format) gets a real record.
+    """
+    if not logger.isEnabledFor(levelno):
+        return
+    handler = _sole_json_handler(logger, levelno)
+    if handler is None:
+        logger.log(levelno, message, extra=extra)
+        return
+    line: dict[str, Any] = {
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "level": logging.getLevelName(levelno),
+        "logger": logger.name,
+        "message": redact(message),
+    }
+    for key, value in extra.items():
+        if key in _EXTRA_FIELDS:
+            line[key] = _safe(value)
+    write_line(handler, _dumps(line), levelno)
 
 
 def configure_logging(level: str = "INFO", json: bool = True) -> None:

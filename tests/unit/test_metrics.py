@@ -19,6 +19,7 @@ from gateway.logging import (
     JsonFormatter,
     TextFormatter,
     configure_logging,
+    log_fields,
     redact,
 )
 from gateway.metrics import MAX_LABEL_VALUES, OTHER, Metrics, bounded
@@ -431,3 +432,53 @@ def test_an_id_shaped_request_id_is_replaced_not_logged_or_audited() -> None:
         fresh = request_id_from((("x-request-id", careless),))
         assert careless not in fresh
         assert len(fresh) == 32
+
+
+def test_access_lines_skip_the_log_record_but_not_the_guards(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`log_fields` writes what JsonFormatter writes for the same record; with any other
+    handler on the way (here: pytest's capture), it goes through `logging` as usual."""
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    root = logging.getLogger()
+    before = list(root.handlers), root.level
+    logger = logging.getLogger("proofless.test.access")
+    extra = {
+        "request_id": f"r-{ID_NUMBER}",
+        "id_number": ID_NUMBER,
+        "caller": "quangang-window",
+        "latency_ms": 1.5,
+        "outcome": "granted",
+    }
+    try:
+        configure_logging("INFO")
+        ours = next(h for h in root.handlers if h not in before[0])
+        assert isinstance(ours, BufferedStreamHandler)
+        monkeypatch.setattr(root, "handlers", [ours])  # ours alone: the fast path
+        log_fields(logger, logging.INFO, "rpc", extra)
+        log_fields(logger, logging.DEBUG, "rpc", extra)  # below the level: nothing
+        ours.flush()
+        (fast,) = stream.getvalue().splitlines()
+        record = logger.makeRecord(
+            logger.name, logging.INFO, __file__, 1, "rpc", (), None, extra=extra
+        )
+        want = json.loads(JsonFormatter().format(record))
+        got = json.loads(fast)
+        assert got.pop("time")[:10] == want.pop("time")[:10]
+        assert got == want
+        assert list(got) == list(want)  # the same key order, byte-compatible lines
+        assert ID_NUMBER not in fast
+        monkeypatch.setattr(root, "handlers", [ours, logging.NullHandler()])
+        with pytest.MonkeyPatch.context() as m:
+            seen: list[logging.LogRecord] = []
+            m.setattr(logger, "handle", seen.append)
+            log_fields(logger, logging.INFO, "rpc", extra)
+        assert len(seen) == 1  # another handler listens: a real record
+    finally:
+        monkeypatch.undo()
+        for handler in list(root.handlers):
+            if handler not in before[0]:
+                root.removeHandler(handler)
+                handler.close()
+        root.setLevel(before[1])
