@@ -11,17 +11,33 @@ other label (rpc, outcome, code, department, reason) is a short token from a fix
 the code defines; as a last guard each label admits at most `MAX_LABEL_VALUES` distinct
 values, after which new ones collapse to "other".
 
-The hot path is one dict lookup per metric: `.labels(...)` children are cached by the raw
-label tuple (the cache itself is capped, so hostile values cannot grow it without bound).
+The per-request metrics (requests, their latency, in-flight, department calls, audit appends,
+proofs) are plain integers and bucket lists that `_HotCollector` turns into metric families
+at scrape time, the custom-collector pattern of prometheus_client: an observation is a dict
+lookup, a `bisect` and two additions, without the lock and the bucket loop a
+`Histogram.observe` takes. They are updated from the event loop's thread only (the servicer
+and the interceptor). Label tuples are cached by the raw values (the cache itself is capped,
+so hostile values cannot grow it without bound). The rarely-changing metrics (breaker state,
+checkpoints, denials, build info) stay prometheus_client collectors.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterable
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
 from typing import Final, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from gateway import __version__
 
@@ -86,6 +102,40 @@ def bounded(value: str, allowed: frozenset[str]) -> str:
     return value if value in allowed else OTHER
 
 
+class _Histogram:
+    """One histogram series: observations per bucket (not cumulative, the last is +Inf) and
+    their sum."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, bounds: tuple[float, ...], value: float) -> None:
+        # bisect_left: the first bucket whose upper bound is >= value (Prometheus' `le`)
+        self.counts[bisect_left(bounds, value)] += 1
+        self.total += value
+
+    def buckets(self, le: tuple[str, ...]) -> list[tuple[str, float]]:
+        """Cumulative (le, count) pairs, "+Inf" last, as HistogramMetricFamily takes them."""
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip(le, list(self.counts), strict=True):
+            running += count
+            out.append((bound, running))
+        return out
+
+
+def _le(bounds: tuple[float, ...]) -> tuple[str, ...]:
+    """The `le` label values of `bounds` and +Inf, spelled as prometheus_client spells them."""
+    return tuple(floatToGoString(b) for b in (*bounds, math.inf))  # type: ignore[no-untyped-call]
+
+
+REQUEST_LE: Final = _le(REQUEST_BUCKETS)
+AUDIT_LE: Final = _le(AUDIT_BUCKETS)
+
+
 def _cache(cache: dict[_K, _C], key: _K, child: _C) -> _C:
     if len(cache) < _MAX_CACHED_CHILDREN:
         cache[key] = child
@@ -112,38 +162,6 @@ class Metrics:
             for name in ("rpc", "caller", "service_item", "outcome", "code", "department", "reason")
         }
 
-        self.requests = Counter(
-            "proofless_requests_total",
-            "Verification requests finished, by RPC, calling system, service item, outcome "
-            "and gRPC status code.",
-            ["rpc", "caller", "service_item", "outcome", "code"],
-            registry=registry,
-        )
-        self.request_duration = Histogram(
-            "proofless_request_duration_seconds",
-            "Time from a request's arrival to its reply, by RPC.",
-            ["rpc"],
-            buckets=REQUEST_BUCKETS,
-            registry=registry,
-        )
-        self.in_flight = Gauge(
-            "proofless_requests_in_flight",
-            "Requests started and not yet finished.",
-            registry=registry,
-        )
-        self.department_requests = Counter(
-            "proofless_department_requests_total",
-            "Calls to department systems, by department and outcome.",
-            ["department", "outcome"],
-            registry=registry,
-        )
-        self.department_duration = Histogram(
-            "proofless_department_request_duration_seconds",
-            "Latency of calls to department systems, by department.",
-            ["department"],
-            buckets=REQUEST_BUCKETS,
-            registry=registry,
-        )
         self.denials = Counter(
             "proofless_denials_total",
             "Requests the policy refused, by reason.",
@@ -154,22 +172,6 @@ class Metrics:
             "proofless_circuit_breaker_state",
             "Circuit breaker per department: 0 closed, 1 half-open, 2 open.",
             ["department"],
-            registry=registry,
-        )
-        self.audit_appends = Counter(
-            "proofless_audit_appends_total",
-            "Entries appended to the audit log.",
-            registry=registry,
-        )
-        self.audit_append_duration = Histogram(
-            "proofless_audit_append_duration_seconds",
-            "Time for an audit entry to become durable (write and group-commit fsync).",
-            buckets=AUDIT_BUCKETS,
-            registry=registry,
-        )
-        self.audit_tree_size = Gauge(
-            "proofless_audit_tree_size",
-            "Entries in the audit log's Merkle tree.",
             registry=registry,
         )
         self.audit_checkpoints = Counter(
@@ -187,11 +189,6 @@ class Metrics:
             "Unix time of the latest signed checkpoint; its age is time() minus this.",
             registry=registry,
         )
-        self.proofs = Counter(
-            "proofless_proofs_signed_total",
-            "Proofs (compact JWS) signed.",
-            registry=registry,
-        )
         self.build_info = Gauge(
             "proofless_build_info",
             "Always 1; the version label says which build runs.",
@@ -200,11 +197,26 @@ class Metrics:
         )
         self.build_info.labels(version=version).set(1)
 
-        self._request_children: dict[tuple[str, str, str, str, str], Counter] = {}
-        self._duration_children: dict[str, Histogram] = {}
-        self._department_children: dict[tuple[str, str], Counter] = {}
-        self._department_duration_children: dict[str, Histogram] = {}
         self._denial_children: dict[str, Counter] = {}
+
+        # the hot path's series, keyed by their (bounded) label values; see _HotCollector
+        self.in_flight = 0
+        self.requests: dict[tuple[str, str, str, str, str], int] = {}
+        self.request_duration: dict[str, _Histogram] = {}
+        self.department_requests: dict[tuple[str, str], int] = {}
+        self.department_duration: dict[str, _Histogram] = {}
+        self.audit_appends = 0
+        self.audit_append_duration = _Histogram(AUDIT_BUCKETS)
+        self.audit_tree_size = 0
+        self.proofs = 0
+        # raw label values -> the bounded labels (or the series) they map to
+        self._request_labels: dict[
+            tuple[str, str, str, str, str], tuple[str, str, str, str, str]
+        ] = {}
+        self._duration_series: dict[str, _Histogram] = {}
+        self._department_labels: dict[tuple[str, str], tuple[str, str]] = {}
+        self._department_series: dict[str, _Histogram] = {}
+        registry.register(_HotCollector(self))
 
     # -- label hygiene -------------------------------------------------------------------
 
@@ -231,36 +243,36 @@ class Metrics:
     def request_started(self, rpc: str) -> None:
         """A request arrived (pairs with exactly one `request_finished`)."""
         del rpc  # one unlabelled gauge: in-flight is a capacity signal, not a per-RPC one
-        self.in_flight.inc()
+        self.in_flight += 1
 
     def request_finished(  # noqa: PLR0917 - positional on purpose: the server's hot path
         self, rpc: str, caller: str, service_item: str, outcome: str, code: str, seconds: float
     ) -> None:
         """A request left with `outcome` (see REQUEST_OUTCOMES) and gRPC status `code`."""
         key = (rpc, caller, service_item, outcome, code)
-        counter = self._request_children.get(key)
-        if counter is None:
+        labels = self._request_labels.get(key)
+        if labels is None:
             if self._callers is not None:
                 caller = bounded(caller, self._callers)
             if self._service_items is not None:
                 service_item = bounded(service_item, self._service_items)
-            child = self.requests.labels(
-                rpc=self._label("rpc", rpc),
-                caller=self._label("caller", caller, trusted=self._callers is not None),
-                service_item=self._label(
-                    "service_item", service_item, trusted=self._service_items is not None
-                ),
-                outcome=self._label("outcome", outcome),
-                code=self._label("code", code),
+            found = (
+                self._label("rpc", rpc),
+                self._label("caller", caller, trusted=self._callers is not None),
+                self._label("service_item", service_item, trusted=self._service_items is not None),
+                self._label("outcome", outcome),
+                self._label("code", code),
             )
-            counter = _cache(self._request_children, key, child)
-        counter.inc()
-        histogram = self._duration_children.get(rpc)
-        if histogram is None:
-            child_h = self.request_duration.labels(rpc=self._label("rpc", rpc))
-            histogram = _cache(self._duration_children, rpc, child_h)
-        histogram.observe(seconds)
-        self.in_flight.dec()
+            labels = _cache(self._request_labels, key, found)
+        requests = self.requests
+        requests[labels] = requests.get(labels, 0) + 1
+        series = self._duration_series.get(rpc)
+        if series is None:
+            name = self._label("rpc", rpc)
+            series = self.request_duration.setdefault(name, _Histogram(REQUEST_BUCKETS))
+            _cache(self._duration_series, rpc, series)
+        series.observe(REQUEST_BUCKETS, seconds)
+        self.in_flight -= 1
 
     def denial(self, reason: str) -> None:
         """The policy refused a request for `reason` (an ErrorInfo reason, UPPER_SNAKE_CASE)."""
@@ -275,21 +287,18 @@ class Metrics:
     def department_call(self, department: str, outcome: str, seconds: float) -> None:
         """One call to a department system ended with `outcome` after `seconds`."""
         key = (department, outcome)
-        counter = self._department_children.get(key)
-        if counter is None:
-            child = self.department_requests.labels(
-                department=self._label("department", department),
-                outcome=self._label("outcome", outcome),
-            )
-            counter = _cache(self._department_children, key, child)
-        counter.inc()
-        histogram = self._department_duration_children.get(department)
-        if histogram is None:
-            child_h = self.department_duration.labels(
-                department=self._label("department", department)
-            )
-            histogram = _cache(self._department_duration_children, department, child_h)
-        histogram.observe(seconds)
+        labels = self._department_labels.get(key)
+        if labels is None:
+            found = (self._label("department", department), self._label("outcome", outcome))
+            labels = _cache(self._department_labels, key, found)
+        calls = self.department_requests
+        calls[labels] = calls.get(labels, 0) + 1
+        series = self._department_series.get(department)
+        if series is None:
+            name = self._label("department", department)
+            series = self.department_duration.setdefault(name, _Histogram(REQUEST_BUCKETS))
+            _cache(self._department_series, department, series)
+        series.observe(REQUEST_BUCKETS, seconds)
 
     def breaker_state(self, department: str, state: str) -> None:
         """The department's circuit breaker is now `state`: closed, half_open or open."""
@@ -303,9 +312,9 @@ class Metrics:
 
     def audit_appended(self, seconds: float, tree_size: int) -> None:
         """An audit entry became durable after `seconds`; the tree now holds `tree_size`."""
-        self.audit_appends.inc()
-        self.audit_append_duration.observe(seconds)
-        self.audit_tree_size.set(tree_size)
+        self.audit_appends += 1
+        self.audit_append_duration.observe(AUDIT_BUCKETS, seconds)
+        self.audit_tree_size = tree_size
 
     def checkpoint_signed(self, tree_size: int, unix_time: float) -> None:
         """A checkpoint over `tree_size` entries was signed at `unix_time`."""
@@ -315,4 +324,84 @@ class Metrics:
 
     def proofs_signed(self, count: int = 1) -> None:
         """`count` proofs were signed."""
-        self.proofs.inc(count)
+        self.proofs += count
+
+
+class _HotCollector(Collector):
+    """Exports the per-request series `Metrics` keeps as plain numbers, with the names, types,
+    help and labels they would have as prometheus_client collectors (without `_created`)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def describe(self) -> Iterator[Metric]:
+        return self._families(samples=False)
+
+    def collect(self) -> Iterator[Metric]:
+        return self._families(samples=True)
+
+    def _families(self, *, samples: bool) -> Iterator[Metric]:
+        m = self._m
+        requests = CounterMetricFamily(
+            "proofless_requests",
+            "Verification requests finished, by RPC, calling system, service item, outcome "
+            "and gRPC status code.",
+            labels=["rpc", "caller", "service_item", "outcome", "code"],
+        )
+        duration = HistogramMetricFamily(
+            "proofless_request_duration_seconds",
+            "Time from a request's arrival to its reply, by RPC.",
+            labels=["rpc"],
+        )
+        department = CounterMetricFamily(
+            "proofless_department_requests",
+            "Calls to department systems, by department and outcome.",
+            labels=["department", "outcome"],
+        )
+        department_duration = HistogramMetricFamily(
+            "proofless_department_request_duration_seconds",
+            "Latency of calls to department systems, by department.",
+            labels=["department"],
+        )
+        append_duration = HistogramMetricFamily(
+            "proofless_audit_append_duration_seconds",
+            "Time for an audit entry to become durable (write and group-commit fsync).",
+        )
+        if samples:
+            # dict(...) copies in one step: a scrape never sees a dict change size under it
+            for labels, count in dict(m.requests).items():
+                requests.add_metric(list(labels), count)
+            for name, series in dict(m.request_duration).items():
+                duration.add_metric([name], series.buckets(REQUEST_LE), series.total)
+            for labels2, count in dict(m.department_requests).items():
+                department.add_metric(list(labels2), count)
+            for name, series in dict(m.department_duration).items():
+                department_duration.add_metric([name], series.buckets(REQUEST_LE), series.total)
+            append_duration.add_metric(
+                [], m.audit_append_duration.buckets(AUDIT_LE), m.audit_append_duration.total
+            )
+        yield requests
+        yield duration
+        yield GaugeMetricFamily(
+            "proofless_requests_in_flight",
+            "Requests started and not yet finished.",
+            value=m.in_flight if samples else None,
+        )
+        yield department
+        yield department_duration
+        yield CounterMetricFamily(
+            "proofless_audit_appends",
+            "Entries appended to the audit log.",
+            value=m.audit_appends if samples else None,
+        )
+        yield append_duration
+        yield GaugeMetricFamily(
+            "proofless_audit_tree_size",
+            "Entries in the audit log's Merkle tree.",
+            value=m.audit_tree_size if samples else None,
+        )
+        yield CounterMetricFamily(
+            "proofless_proofs_signed",
+            "Proofs (compact JWS) signed.",
+            value=m.proofs if samples else None,
+        )
