@@ -37,6 +37,9 @@ from gateway.pki import DevPki
 from proofless.v1 import verification_pb2 as pb
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: how long a server (a `--workers` supervisor still starting its workers, on a busy machine)
+#: may take to accept the first connection; a readiness wait, not a measurement
+CONNECT_TIMEOUT_S = 60.0
 METHODS = {
     "household": "/proofless.v1.VerificationService/GetHouseholdRecord",
     "claims": "/proofless.v1.VerificationService/VerifyClaims",
@@ -240,7 +243,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     ]
     try:
         for ch in channels:
-            await asyncio.wait_for(ch.channel_ready(), 10)
+            await asyncio.wait_for(ch.channel_ready(), CONNECT_TIMEOUT_S)
         calls = [ch.unary_unary(METHODS[args.rpc]) for ch in channels]
         pids = dict(kv.split("=") for kv in args.pids.split(",") if kv)
         w = Window({k: int(v) for k, v in pids.items()})
