@@ -102,38 +102,49 @@ def bounded(value: str, allowed: frozenset[str]) -> str:
     return value if value in allowed else OTHER
 
 
-class _Histogram:
-    """One histogram series: observations per bucket (not cumulative, the last is +Inf) and
-    their sum."""
-
-    __slots__ = ("counts", "total")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.counts = [0] * (len(bounds) + 1)
-        self.total = 0.0
-
-    def observe(self, bounds: tuple[float, ...], value: float) -> None:
-        # bisect_left: the first bucket whose upper bound is >= value (Prometheus' `le`)
-        self.counts[bisect_left(bounds, value)] += 1
-        self.total += value
-
-    def buckets(self, le: tuple[str, ...]) -> list[tuple[str, float]]:
-        """Cumulative (le, count) pairs, "+Inf" last, as HistogramMetricFamily takes them."""
-        out: list[tuple[str, float]] = []
-        running = 0
-        for bound, count in zip(le, list(self.counts), strict=True):
-            running += count
-            out.append((bound, running))
-        return out
-
-
 def _le(bounds: tuple[float, ...]) -> tuple[str, ...]:
     """The `le` label values of `bounds` and +Inf, spelled as prometheus_client spells them."""
     return tuple(floatToGoString(b) for b in (*bounds, math.inf))  # type: ignore[no-untyped-call]
 
 
-REQUEST_LE: Final = _le(REQUEST_BUCKETS)
-AUDIT_LE: Final = _le(AUDIT_BUCKETS)
+class _Buckets:
+    """A histogram's upper bounds and their `le` labels, shared by all its series."""
+
+    __slots__ = ("bounds", "le")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.le = _le(bounds)
+
+
+REQUEST_SCALE: Final = _Buckets(REQUEST_BUCKETS)
+AUDIT_SCALE: Final = _Buckets(AUDIT_BUCKETS)
+
+
+class _Histogram:
+    """One histogram series: observations per bucket (not cumulative, the last is +Inf) and
+    their sum."""
+
+    __slots__ = ("counts", "scale", "total")
+
+    def __init__(self, scale: _Buckets) -> None:
+        self.scale = scale
+        self.counts = [0] * len(scale.le)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        # bisect_left: the first bucket whose upper bound is >= value (Prometheus' `le`)
+        self.counts[bisect_left(self.scale.bounds, value)] += 1
+        self.total += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        """Cumulative (le, count) pairs, "+Inf" last, as HistogramMetricFamily takes them."""
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip(self.scale.le, list(self.counts), strict=True):
+            running += count
+            out.append((bound, running))
+        return out
 
 
 def _cache(cache: dict[_K, _C], key: _K, child: _C) -> _C:
@@ -206,7 +217,7 @@ class Metrics:
         self.department_requests: dict[tuple[str, str], int] = {}
         self.department_duration: dict[str, _Histogram] = {}
         self.audit_appends = 0
-        self.audit_append_duration = _Histogram(AUDIT_BUCKETS)
+        self.audit_append_duration = _Histogram(AUDIT_SCALE)
         self.audit_tree_size = 0
         self.proofs = 0
         # raw label values -> the bounded labels (or the series) they map to
@@ -238,6 +249,14 @@ class Metrics:
     def _label(self, name: str, value: str, *, trusted: bool = False) -> str:
         return self._vocab[name].admit(value, trusted=trusted)
 
+    def _series(
+        self, cache: dict[str, _Histogram], store: dict[str, _Histogram], label: str, raw: str
+    ) -> _Histogram:
+        """The latency series for the raw label value `raw` (first sight: bound the value,
+        find or start its series, cache the way there)."""
+        found = store.setdefault(self._label(label, raw), _Histogram(REQUEST_SCALE))
+        return _cache(cache, raw, found)
+
     # -- requests ------------------------------------------------------------------------
 
     def request_started(self, rpc: str) -> None:
@@ -266,12 +285,10 @@ class Metrics:
             labels = _cache(self._request_labels, key, found)
         requests = self.requests
         requests[labels] = requests.get(labels, 0) + 1
-        series = self._duration_series.get(rpc)
-        if series is None:
-            name = self._label("rpc", rpc)
-            series = self.request_duration.setdefault(name, _Histogram(REQUEST_BUCKETS))
-            _cache(self._duration_series, rpc, series)
-        series.observe(REQUEST_BUCKETS, seconds)
+        series = self._duration_series.get(rpc) or self._series(
+            self._duration_series, self.request_duration, "rpc", rpc
+        )
+        series.observe(seconds)
         self.in_flight -= 1
 
     def denial(self, reason: str) -> None:
@@ -293,12 +310,10 @@ class Metrics:
             labels = _cache(self._department_labels, key, found)
         calls = self.department_requests
         calls[labels] = calls.get(labels, 0) + 1
-        series = self._department_series.get(department)
-        if series is None:
-            name = self._label("department", department)
-            series = self.department_duration.setdefault(name, _Histogram(REQUEST_BUCKETS))
-            _cache(self._department_series, department, series)
-        series.observe(REQUEST_BUCKETS, seconds)
+        series = self._department_series.get(department) or self._series(
+            self._department_series, self.department_duration, "department", department
+        )
+        series.observe(seconds)
 
     def breaker_state(self, department: str, state: str) -> None:
         """The department's circuit breaker is now `state`: closed, half_open or open."""
@@ -313,7 +328,7 @@ class Metrics:
     def audit_appended(self, seconds: float, tree_size: int) -> None:
         """An audit entry became durable after `seconds`; the tree now holds `tree_size`."""
         self.audit_appends += 1
-        self.audit_append_duration.observe(AUDIT_BUCKETS, seconds)
+        self.audit_append_duration.observe(seconds)
         self.audit_tree_size = tree_size
 
     def checkpoint_signed(self, tree_size: int, unix_time: float) -> None:
@@ -372,13 +387,13 @@ class _HotCollector(Collector):
             for labels, count in dict(m.requests).items():
                 requests.add_metric(list(labels), count)
             for name, series in dict(m.request_duration).items():
-                duration.add_metric([name], series.buckets(REQUEST_LE), series.total)
+                duration.add_metric([name], series.buckets(), series.total)
             for labels2, count in dict(m.department_requests).items():
                 department.add_metric(list(labels2), count)
             for name, series in dict(m.department_duration).items():
-                department_duration.add_metric([name], series.buckets(REQUEST_LE), series.total)
+                department_duration.add_metric([name], series.buckets(), series.total)
             append_duration.add_metric(
-                [], m.audit_append_duration.buckets(AUDIT_LE), m.audit_append_duration.total
+                [], m.audit_append_duration.buckets(), m.audit_append_duration.total
             )
         yield requests
         yield duration
