@@ -16,7 +16,6 @@ only: an exception's message may quote the input it choked on.
 
 from __future__ import annotations
 
-import contextlib
 import json as _json
 import logging
 import os
@@ -25,6 +24,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -101,9 +101,27 @@ def _safe(value: Any) -> Any:
     return redact(str(value)[:_MAX_FIELD_CHARS])
 
 
+def _allowed(extra: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _safe(value) for key, value in extra.items() if key in _EXTRA_FIELDS}
+
+
 def fields(record: logging.LogRecord) -> dict[str, Any]:
     """The whitelisted, redacted extra fields of `record`."""
-    return {key: _safe(value) for key, value in vars(record).items() if key in _EXTRA_FIELDS}
+    return _allowed(vars(record))
+
+
+def _json_line(
+    created: datetime, level: str, logger: str, message: str, extra: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A JSON log line's fields: time, level, logger, message, then the allowed extras."""
+    line: dict[str, Any] = {
+        "time": created.isoformat(timespec="milliseconds"),
+        "level": level,
+        "logger": logger,
+        "message": redact(message),
+    }
+    line.update(_allowed(extra))
+    return line
 
 
 def _exception(record: logging.LogRecord) -> dict[str, Any]:
@@ -118,13 +136,8 @@ class JsonFormatter(logging.Formatter):
     """time, level, logger, message, the allowed extras and an exception's type and stack."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": redact(record.getMessage()),
-        }
-        line.update(fields(record))
+        created = datetime.fromtimestamp(record.created, UTC)
+        line = _json_line(created, record.levelname, record.name, record.getMessage(), vars(record))
         if record.exc_info:
             line.update(_exception(record))
         return _dumps(line)
@@ -164,7 +177,7 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._closed = False
         self._flusher_pid = 0
 
-    def emit(self, record: logging.LogRecord) -> None:  # called under self.lock
+    def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record) + self.terminator
         except Exception:  # logging's contract: report, never raise
@@ -173,16 +186,21 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.add_line(line, record.levelno)
 
     def add_line(self, line: str, levelno: int) -> None:
-        """Batch one formatted line (with its terminator); the caller holds `self.lock`."""
-        self._lines.append(line)
-        self._size += len(line)
-        if levelno >= logging.WARNING or self._size >= self._flush_bytes:
-            self._write()
-        elif len(self._lines) == 1:
-            if self._flusher_pid != os.getpid():  # first line in this process (or a fork)
-                self._flusher_pid = os.getpid()
-                threading.Thread(target=self._flusher, name="log-flusher", daemon=True).start()
-            self._due.set()
+        """Batch one formatted line (with its terminator), as `emit` does for a record."""
+        self.acquire()  # reentrant: `emit` already holds it when `handle` calls it
+        try:
+            self._lines.append(line)
+            self._size += len(line)
+            if levelno >= logging.WARNING or self._size >= self._flush_bytes:
+                self._write()
+            elif len(self._lines) == 1:
+                pid = os.getpid()
+                if self._flusher_pid != pid:  # first line in this process (or a fork)
+                    self._flusher_pid = pid
+                    threading.Thread(target=self._flusher, name="log-flusher", daemon=True).start()
+                self._due.set()
+        finally:
+            self.release()
 
     def _write(self) -> None:
         lines, self._lines, self._size = self._lines, [], 0
@@ -203,20 +221,17 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.flush()
 
     def flush(self) -> None:
-        with self.lock if self.lock is not None else contextlib.nullcontext():
+        self.acquire()
+        try:
             self._write()
+        finally:
+            self.release()
 
     def close(self) -> None:
         self.flush()
         self._closed = True
         self._due.set()
         super().close()
-
-
-def write_line(handler: BufferedStreamHandler, line: str, levelno: int) -> None:
-    """Add one formatted line to `handler`'s batch, as its `emit` would."""
-    with handler.lock if handler.lock is not None else contextlib.nullcontext():
-        handler.add_line(line + handler.terminator, levelno)
 
 
 def _sole_json_handler(logger: logging.Logger, levelno: int) -> BufferedStreamHandler | None:
@@ -259,16 +274,8 @@ def log_fields(logger: logging.Logger, levelno: int, message: str, extra: dict[s
     if handler is None:
         logger.log(levelno, message, extra=extra)
         return
-    line: dict[str, Any] = {
-        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        "level": logging.getLevelName(levelno),
-        "logger": logger.name,
-        "message": redact(message),
-    }
-    for key, value in extra.items():
-        if key in _EXTRA_FIELDS:
-            line[key] = _safe(value)
-    write_line(handler, _dumps(line), levelno)
+    line = _json_line(datetime.now(UTC), logging.getLevelName(levelno), logger.name, message, extra)
+    handler.add_line(_dumps(line) + handler.terminator, levelno)
 
 
 def configure_logging(level: str = "INFO", json: bool = True) -> None:
