@@ -3,8 +3,9 @@ port 0, and the gateway on port 0 with real mutual TLS. Clients are real grpc.ai
 
 from __future__ import annotations
 
+import asyncio
 import tomllib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,6 +128,20 @@ def make_stack(pki: DevPki, tmp_path: Path) -> Callable[..., Any]:
         return running_stack(pki, state or tmp_path, overrides)
 
     return make
+
+
+#: how long a file watcher (policy, CRL) may take to apply a change
+RELOAD_WAIT_S = 15.0
+
+
+async def poll(check: Callable[[], Awaitable[bool]], what: str, *, every: float = 0.1) -> None:
+    """Await `check()` every `every` seconds until it holds; fail after RELOAD_WAIT_S."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + RELOAD_WAIT_S
+    while not await check():
+        if loop.time() > until:
+            pytest.fail(f"{what} did not happen within {RELOAD_WAIT_S} s")
+        await asyncio.sleep(every)
 
 
 def rich_details(err: grpc.aio.AioRpcError) -> list[Any]:

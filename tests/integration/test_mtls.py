@@ -13,7 +13,7 @@ import json
 import shutil
 import ssl
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +29,12 @@ from gateway.pki import DevPki, create_ca, issue_client, make_server_cert, revok
 from proofless.v1 import verification_pb2 as pb
 from proofless.v1 import verification_pb2_grpc as pb_grpc
 
-from .conftest import Stack, rich_details, running_stack
+from .conftest import Stack, poll, rich_details, running_stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 CALLER = "quangang-window"
 #: bounded wait for the gateway's once-a-second file watcher
-RELOAD_WAIT_S = 15.0
 
 
 @pytest.fixture(scope="module")
@@ -108,15 +107,6 @@ async def assert_healthy(stack: Stack) -> None:
         reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
     assert (await list_items(stack, creds)).caller == CALLER
-
-
-async def poll(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    until = loop.time() + RELOAD_WAIT_S
-    while not await check():
-        if loop.time() > until:
-            pytest.fail(f"{what} did not happen within {RELOAD_WAIT_S} s")
-        await asyncio.sleep(0.1)
 
 
 # ---- refused during the handshake ---------------------------------------------------------

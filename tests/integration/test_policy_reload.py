@@ -10,7 +10,7 @@ import hashlib
 import json
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from gateway import server
 from proofless.v1 import verification_pb2 as pb
 from proofless.v1 import verification_pb2_grpc as pb_grpc
 
-from .conftest import ROOT, Stack, rich_details
+from .conftest import ROOT, Stack, poll, rich_details
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,6 @@ ITEM = "housing-transfer"
 WORKERS = 8
 #: the load runs at least this long, and on until every policy change was seen
 MIN_LOAD_S = 3.0
-RELOAD_WAIT_S = 15.0
 
 BASE_FIELDS = 'household = ["name", "region_code", "status"]'
 WITH_ADDRESS = 'household = ["name", "region_code", "status", "address"]'
@@ -104,15 +103,6 @@ async def run_load(stack: Stack, stop: asyncio.Event, load: Load) -> None:
     await asyncio.gather(*(worker(n) for n in range(WORKERS)))
 
 
-async def poll(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    until = loop.time() + RELOAD_WAIT_S
-    while not await check():
-        if loop.time() > until:
-            pytest.fail(f"{what} did not happen within {RELOAD_WAIT_S} s")
-        await asyncio.sleep(0.05)
-
-
 async def test_policy_reload_under_load(
     make_stack: Callable[..., Any],
     tmp_path: Path,
@@ -158,7 +148,7 @@ async def test_policy_reload_under_load(
             async def seen() -> bool:
                 return await address_allowed() is allowed
 
-            await poll(seen, f"address {'allowed' if allowed else 'denied'}")
+            await poll(seen, f"address {'allowed' if allowed else 'denied'}", every=0.05)
             assert gw.policy.value.version == version_of(text)
 
         async def refused(bad: str, message: str) -> None:
@@ -168,7 +158,7 @@ async def test_policy_reload_under_load(
             async def rejected() -> bool:
                 return bool(gw.policy.last_error)
 
-            await poll(rejected, "rejection of the invalid policy")
+            await poll(rejected, "rejection of the invalid policy", every=0.05)
             assert message in gw.policy.last_error
             assert str(policy_file) in gw.policy.last_error
             assert gw.policy.value.version == in_force

@@ -3,11 +3,13 @@ structured log formatter. A fresh CollectorRegistry per test."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import math
 import time
+from collections.abc import Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -375,15 +377,31 @@ def test_configure_logging_writes_json_lines_to_stderr(
         root.setLevel(before[1])
 
 
-def test_buffered_lines_are_written_in_batches_and_warnings_at_once() -> None:
+@contextlib.contextmanager
+def buffered_logger(
+    name: str, *, flush_bytes: int, interval_s: float
+) -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    """A logger of its own with a BufferedStreamHandler on a StringIO, closed on exit (what
+    logging.shutdown does at exit), so the stream then holds every line."""
     stream = io.StringIO()
-    handler = BufferedStreamHandler(stream, flush_bytes=1 << 20, interval_s=0.05)
+    handler = BufferedStreamHandler(stream, flush_bytes=flush_bytes, interval_s=interval_s)
     handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("proofless.test.buffered")
+    logger = logging.getLogger(name)
     logger.propagate = False
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
+        yield logger, stream
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def test_buffered_lines_are_written_in_batches_and_warnings_at_once() -> None:
+    with buffered_logger("proofless.test.buffered", flush_bytes=1 << 20, interval_s=0.05) as (
+        logger,
+        stream,
+    ):
         logger.info("first", extra={"rpc": "A"})
         logger.info("second", extra={"rpc": "B"})
         assert stream.getvalue() == ""  # held for the batch
@@ -399,27 +417,18 @@ def test_buffered_lines_are_written_in_batches_and_warnings_at_once() -> None:
             time.sleep(0.01)
         assert "later" in stream.getvalue()  # the flusher wrote it within its interval
         logger.info("last")
-    finally:
-        logger.removeHandler(handler)
-        handler.close()  # what logging.shutdown does at exit: nothing is lost
+    # closed: nothing is lost
     assert stream.getvalue().splitlines()[-1].find('"last"') > 0
 
 
 def test_a_full_batch_is_written_without_waiting() -> None:
-    stream = io.StringIO()
-    handler = BufferedStreamHandler(stream, flush_bytes=400, interval_s=60)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("proofless.test.full")
-    logger.propagate = False
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with buffered_logger("proofless.test.full", flush_bytes=400, interval_s=60) as (
+        logger,
+        stream,
+    ):
         for i in range(10):
             logger.info("line %d", i)
         assert len(stream.getvalue().splitlines()) >= 3
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
     assert len(stream.getvalue().splitlines()) == 10
 
 
