@@ -23,7 +23,6 @@ from types import MappingProxyType
 from typing import Any, Literal, NamedTuple, TypeAlias
 
 import grpc
-from google.protobuf import timestamp_pb2
 from google.rpc import code_pb2, status_pb2
 
 from adapters.base import DepartmentId, Fetched, RecordNotFound
@@ -34,6 +33,7 @@ from gateway.idnumber import (
     normalise_id_number,
     region_contains,
 )
+from gateway.proofs import set_timestamp
 from proofless.v1 import verification_pb2 as pb
 
 MAX_MONTHS = 600
@@ -435,9 +435,7 @@ class ClaimOutcome:
             source_department=DEPARTMENT_ENUM[self.department],
         )
         if self.as_of is not None:
-            stamp = timestamp_pb2.Timestamp()
-            stamp.FromDatetime(self.as_of)
-            result.as_of.CopyFrom(stamp)
+            set_timestamp(result.as_of, self.as_of)
         return result
 
 

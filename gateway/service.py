@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 import grpc
 from google.protobuf.message import Message
 
-from adapters.base import DepartmentAdapter, Fetched, RecordNotFound, RecordQuery
+from adapters.base import DepartmentAdapter, DepartmentId, Fetched, RecordNotFound, RecordQuery
 from gateway import claims as claims_mod
 from gateway.access import DENIED, GRANTED, Access, outcome_of
 from gateway.admission import Admission
@@ -56,11 +56,6 @@ from proofless.v1 import verification_pb2_grpc as pb_grpc
 
 log = logging.getLogger("proofless.service")
 
-DEPARTMENT_ENUM = {
-    "household": pb.DEPARTMENT_HOUSEHOLD,
-    "social_security": pb.DEPARTMENT_SOCIAL_SECURITY,
-    "property": pb.DEPARTMENT_PROPERTY,
-}
 RECORD_MESSAGES: Mapping[str, type[Message]] = {
     "household": pb.HouseholdRecord,
     "social_security": pb.SocialSecurityRecord,
@@ -273,7 +268,7 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
         fields: Sequence[str],
         data: Any,
         data_json: bytes,
-        departments: Sequence[str],
+        departments: Sequence[DepartmentId],
         as_of: datetime | None,
         applicant: str,
     ) -> None:
@@ -302,7 +297,7 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
         att.proof_id = access.proof_id
         att.disclosed_fields.extend(fields)
         if len(departments) == 1:
-            att.source_department = DEPARTMENT_ENUM[departments[0]]
+            att.source_department = claims_mod.DEPARTMENT_ENUM[departments[0]]
         if as_of is not None:
             set_timestamp(att.as_of, as_of)
         self._d.metrics.proofs_signed()
@@ -440,18 +435,7 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
             data = [dict(o.disclosed, id=c.id) for c, o in zip(v.claims, outcomes, strict=True)]
             data_json = self._finish_id(access, data)
             index = await self._append(access, None)
-            response = pb.VerifyClaimsResponse()
-            for claim, outcome in zip(v.claims, outcomes, strict=True):
-                result = response.results.add(
-                    id=claim.id,
-                    type=claim.type,
-                    verdict=outcome.verdict,
-                    source_department=DEPARTMENT_ENUM[claim.department],
-                )
-                result.status.code = outcome.status_code
-                result.status.message = outcome.status_message
-                if outcome.as_of is not None:
-                    set_timestamp(result.as_of, outcome.as_of)
+            response = pb.VerifyClaimsResponse(results=[o.to_result() for o in outcomes])
             as_ofs = [o.as_of for o in outcomes if o.as_of is not None]
             self._attest(
                 response.attestation,
