@@ -16,7 +16,6 @@ only: an exception's message may quote the input it choked on.
 
 from __future__ import annotations
 
-import json as _json
 import logging
 import os
 import re
@@ -24,6 +23,7 @@ import sys
 import threading
 import time
 import traceback
+from _json import encode_basestring, make_encoder
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -78,15 +78,12 @@ _RECORD_ATTRS: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), No
 _EXTRA_FIELDS: Final = ALLOWED_FIELDS - _RECORD_ATTRS
 _PLAIN: Final = (bool, int, float, type(None))
 #: `json.dumps(ensure_ascii=False, separators=(",", ":"), default=str)` builds this C encoder
-#: on every call; built once. No circular-reference markers: a line is a flat dict.
-_ENCODE = _json.encoder.c_make_encoder(  # type: ignore[attr-defined]
-    None, str, _json.encoder.encode_basestring, None, ":", ",", False, False, True
-) if _json.encoder.c_make_encoder is not None else None  # type: ignore[attr-defined]  # fmt: skip
+#: on every call; built once (as gateway.proofs and gateway.audit.entry build theirs). No
+#: circular-reference markers: a line is a flat dict.
+_ENCODE = make_encoder(None, str, encode_basestring, None, ":", ",", False, False, True)
 
 
 def _dumps(line: dict[str, Any]) -> str:
-    if _ENCODE is None:  # a Python build without the C accelerator
-        return _json.dumps(line, ensure_ascii=False, separators=(",", ":"), default=str)
     return "".join(_ENCODE(line, 0))
 
 
