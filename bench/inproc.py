@@ -40,9 +40,6 @@ def _counted_fdatasync(fd: int) -> None:
     _fdatasync(fd)
 
 
-os.fdatasync = _counted_fdatasync  # this process only: counts the audit log's data syncs
-
-
 class Details(grpc.HandlerCallDetails):  # type: ignore[misc]
     def __init__(self, method: str) -> None:
         self.method = method
@@ -131,6 +128,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     prof = cProfile.Profile() if args.profile else None
+    os.fdatasync = _counted_fdatasync  # this process only: counts the audit log's data syncs
     if not args.no_access_log:  # as `proofless serve` runs: JSON lines on stderr
         configure_logging("INFO")
     with tempfile.TemporaryDirectory(prefix="proofless-inproc-") as tmp:
