@@ -359,7 +359,8 @@ async def _serve_worker(config: Config, name: str, index: int, ready_file: Path)
                 log.warning("supervisor gone; stopping", extra={"worker": name})
                 break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), PARENT_WATCH_S)
+                async with asyncio.timeout(PARENT_WATCH_S):
+                    await stop.wait()
         log.info("stopping: draining in-flight calls", extra={"worker": name})
 
 

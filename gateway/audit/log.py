@@ -457,8 +457,11 @@ class AuditLog:
 
     async def _checkpointer(self) -> None:
         while not self._closing:
+            # asyncio.timeout, not wait_for: no task per round (in 3.11 wait_for wraps the
+            # wait in one, which comes and goes around every checkpoint)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._checkpoint_due.wait(), timeout=self._every_s)
+                async with asyncio.timeout(self._every_s):
+                    await self._checkpoint_due.wait()
             self._checkpoint_due.clear()
             if self._closing:
                 return
