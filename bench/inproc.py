@@ -6,6 +6,11 @@ and metrics) with a stand-in for grpc's ServicerContext, `--concurrency` calls a
 prints process CPU µs per call. No sockets, TLS, HTTP/2 or protobuf parsing of the request:
 what is left is the gateway's own work, the part a change to its Python moves. `--profile`
 writes a cProfile of the measured calls (slower; read it for shares, not for µs).
+
+`--without STAGE` replaces one stage by its cheapest stand-in (see `STAGES`), so the
+difference against a run without it is what that stage costs. Under callgrind that
+difference is exact (BENCHMARKS.md, "By instruction"); the answers are then no longer valid
+proofs or audited calls: a measuring tool only.
 """
 
 from __future__ import annotations
@@ -22,11 +27,18 @@ from typing import Any
 
 import grpc
 
+import gateway.interceptors
+import gateway.service
 from bench.load import request_bodies
 from bench.servers import InProcessHousehold
 from bench.setup import RECORD_CALLER, prepare
+from gateway.audit.log import AppendReceipt, AuditLog
 from gateway.config import parse_config
+from gateway.jws import b64url_encode
 from gateway.logging import configure_logging
+from gateway.metrics import Metrics
+from gateway.proofs import ProofClaims, ProofSigner
+from gateway.resilience.adapter import ResilientAdapter
 from gateway.server import running_gateway
 from proofless.v1 import verification_pb2 as pb
 
@@ -38,6 +50,85 @@ _fdatasync = os.fdatasync
 def _counted_fdatasync(fd: int) -> None:
     SYNCS[0] += 1
     _fdatasync(fd)
+
+
+def _without_validation() -> None:
+    """Each request is validated once; later calls with the same message reuse the answer."""
+    real = gateway.service.validate_record_request
+    seen: dict[int, Any] = {}
+
+    def validate(request: Any, record_message: Any, **kw: Any) -> Any:
+        key = id(request)  # the driver cycles through one fixed list of request messages
+        if key not in seen:
+            seen[key] = real(request, record_message, **kw)
+        return seen[key]
+
+    gateway.service.validate_record_request = validate  # type: ignore[assignment]
+
+
+def _without_signature() -> None:
+    """The proof is built and encoded as ever; the Ed25519 call is left out."""
+    fake = b"\0" * 64
+
+    def sign(self: ProofSigner, claims: ProofClaims) -> str:
+        signing_input = self._protected_b64 + "." + b64url_encode(claims.payload_json())
+        signing_input.encode("ascii")
+        return signing_input + "." + b64url_encode(fake)
+
+    ProofSigner.sign = sign  # type: ignore[method-assign]
+
+
+def _without_proof() -> None:
+    """No payload JSON, no base64url, no signature."""
+    ProofSigner.sign = lambda self, claims: "-.-.-"  # type: ignore[method-assign]
+
+
+def _without_audit() -> None:
+    """Indexes are handed out; nothing is checked, encoded, written, hashed or checkpointed."""
+
+    async def append(self: AuditLog, entry: dict[str, Any]) -> AppendReceipt:
+        index = self._next_index
+        self._next_index = index + 1
+        return AppendReceipt(index, b"\0" * 32)
+
+    AuditLog.append = append  # type: ignore[method-assign]
+
+
+def _without_access_log() -> None:
+    gateway.interceptors.log_fields = lambda *args, **kwargs: None  # type: ignore[assignment]
+
+
+def _without_resilience() -> None:
+    """Straight to the department: no single-flight, breaker, bulkhead or timeouts."""
+
+    async def fetch(self: ResilientAdapter[Any], query: Any, deadline: float) -> Any:
+        return await self._inner.fetch(query, deadline)
+
+    ResilientAdapter.fetch = fetch  # type: ignore[method-assign]
+
+
+def _without_metrics() -> None:
+    for name in (
+        "request_started",
+        "request_finished",
+        "department_call",
+        "audit_appended",
+        "proofs_signed",
+        "denial",
+    ):
+        setattr(Metrics, name, lambda self, *args, **kwargs: None)
+
+
+#: --without STAGE: what each stand-in leaves out
+STAGES = {
+    "validation": _without_validation,
+    "signature": _without_signature,
+    "proof": _without_proof,
+    "audit": _without_audit,
+    "access-log": _without_access_log,
+    "resilience": _without_resilience,
+    "metrics": _without_metrics,
+}
 
 
 class Details(grpc.HandlerCallDetails):  # type: ignore[misc]
@@ -126,7 +217,14 @@ def main() -> None:
     parser.add_argument(
         "--no-access-log", action="store_true", help="leave logging unconfigured (no access log)"
     )
+    parser.add_argument(
+        "--without",
+        choices=sorted(STAGES),
+        help="replace one stage by a stand-in, to price it (the answers are then not valid)",
+    )
     args = parser.parse_args()
+    if args.without:
+        STAGES[args.without]()
     prof = cProfile.Profile() if args.profile else None
     os.fdatasync = _counted_fdatasync  # this process only: counts the audit log's data syncs
     if not args.no_access_log:  # as `proofless serve` runs: JSON lines on stderr
