@@ -52,6 +52,13 @@ def _counted_fdatasync(fd: int) -> None:
     _fdatasync(fd)
 
 
+def _replace(owner: Any, name: str, stand_in: Any) -> None:
+    """`owner.name = stand_in`, refusing a name `owner` does not have (renamed since)."""
+    if not hasattr(owner, name):
+        raise SystemExit(f"--without: {owner.__name__}.{name} no longer exists")
+    setattr(owner, name, stand_in)
+
+
 def _without_validation() -> None:
     """Each request is validated once; later calls with the same message reuse the answer."""
     real = gateway.service.validate_record_request
@@ -63,7 +70,7 @@ def _without_validation() -> None:
             seen[key] = real(request, record_message, **kw)
         return seen[key]
 
-    gateway.service.validate_record_request = validate  # type: ignore[assignment]
+    _replace(gateway.service, "validate_record_request", validate)
 
 
 def _without_signature() -> None:
@@ -75,12 +82,12 @@ def _without_signature() -> None:
         signing_input.encode("ascii")
         return signing_input + "." + b64url_encode(fake)
 
-    ProofSigner.sign = sign  # type: ignore[method-assign]
+    _replace(ProofSigner, "sign", sign)
 
 
 def _without_proof() -> None:
     """No payload JSON, no base64url, no signature."""
-    ProofSigner.sign = lambda self, claims: "-.-.-"  # type: ignore[method-assign]
+    _replace(ProofSigner, "sign", lambda self, claims: "-.-.-")
 
 
 def _without_audit() -> None:
@@ -91,11 +98,11 @@ def _without_audit() -> None:
         self._next_index = index + 1
         return AppendReceipt(index, b"\0" * 32)
 
-    AuditLog.append = append  # type: ignore[method-assign]
+    _replace(AuditLog, "append", append)
 
 
 def _without_access_log() -> None:
-    gateway.interceptors.log_fields = lambda *args, **kwargs: None  # type: ignore[assignment]
+    _replace(gateway.interceptors, "log_fields", lambda *args, **kwargs: None)
 
 
 def _without_resilience() -> None:
@@ -104,7 +111,7 @@ def _without_resilience() -> None:
     async def fetch(self: ResilientAdapter[Any], query: Any, deadline: float) -> Any:
         return await self._inner.fetch(query, deadline)
 
-    ResilientAdapter.fetch = fetch  # type: ignore[method-assign]
+    _replace(ResilientAdapter, "fetch", fetch)
 
 
 def _without_metrics() -> None:
@@ -116,7 +123,7 @@ def _without_metrics() -> None:
         "proofs_signed",
         "denial",
     ):
-        setattr(Metrics, name, lambda self, *args, **kwargs: None)
+        _replace(Metrics, name, lambda self, *args, **kwargs: None)
 
 
 #: --without STAGE: what each stand-in leaves out
