@@ -394,13 +394,18 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def run_soak(
-    stack: ProcessStack, *, seconds: float, rate: float | None, warmup_s: float = 10.0
+    stack: ProcessStack,
+    *,
+    seconds: float,
+    rate: float | None,
+    share: float = 0.7,
+    warmup_s: float = 10.0,
 ) -> dict[str, Any]:
     assert stack.gateway is not None
     pid = stack.gateway.pid
     work = Workload(stack)
     capacity = await measure_capacity(work, 5.0)
-    target = rate if rate is not None else round(0.7 * capacity)
+    target = rate if rate is not None else round(share * capacity)
     # Warm-up at the target rate: caches, pools and allocator arenas settle before the baseline.
     await paced(work, target, warmup_s, Tally())
     rss_start = rss_kib(pid)
@@ -457,12 +462,15 @@ def table(result: Mapping[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-def soak(seconds: float, rate: float | None, base: Path | None = None) -> dict[str, Any]:
+def soak(
+    seconds: float, rate: float | None, base: Path | None = None, share: float = 0.7
+) -> dict[str, Any]:
+    """Soak for `seconds` at `rate` requests/s, or at `share` of the capacity measured first."""
     with contextlib.ExitStack() as exits:
         if base is None:
             base = Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="soak-")))
         with process_stack(base) as stack:
-            return asyncio.run(run_soak(stack, seconds=seconds, rate=rate))
+            return asyncio.run(run_soak(stack, seconds=seconds, rate=rate, share=share))
 
 
 def main(argv: list[str] | None = None) -> int:
