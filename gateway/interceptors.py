@@ -21,7 +21,7 @@ from grpc_status import rpc_status
 
 from gateway.errors import ProoflessError, Unauthenticated
 from gateway.identity import Caller, caller_from_pem, current_caller
-from gateway.logging import log_fields
+from gateway.logging import PERSONAL_NUMBER, log_fields
 from gateway.metrics import Metrics
 
 log = logging.getLogger("proofless.rpc")
@@ -36,9 +36,7 @@ current_service_item: contextvars.ContextVar[list[str]] = contextvars.ContextVar
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # A resident ID (18 or 15 digits) or a mobile number standing as a word of the token. Bounded
 # by letters too, unlike the log redaction: a random hex id has digit runs between its letters.
-_PERSONAL_WORD = re.compile(
-    r"(?<![0-9A-Za-z])(?:[0-9]{17}[0-9Xx]|[0-9]{15}|1[3-9][0-9]{9})(?![0-9A-Za-z])"
-)
+_PERSONAL_WORD = re.compile(rf"(?<![0-9A-Za-z]){PERSONAL_NUMBER}(?![0-9A-Za-z])")
 # Health checks and reflection need a certificate from our CA but no caller identity.
 _ANONYMOUS_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 

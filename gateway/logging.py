@@ -57,7 +57,9 @@ ALLOWED_FIELDS: Final = frozenset(
     }
 )
 
-_PERSONAL = re.compile(r"(?<![0-9])(?:[0-9]{17}[0-9Xx]|[0-9]{15}|1[3-9][0-9]{9})(?![0-9])")
+#: A resident ID number (18 characters, or the old 15 digits) or a mainland mobile number.
+PERSONAL_NUMBER: Final = r"(?:[0-9]{17}[0-9Xx]|[0-9]{15}|1[3-9][0-9]{9})"
+_PERSONAL = re.compile(rf"(?<![0-9]){PERSONAL_NUMBER}(?![0-9])")
 _MASK: Final = "[redacted]"
 _MAX_FIELD_CHARS: Final = 256
 _HANDLER_MARK: Final = "_proofless_handler"
