@@ -327,6 +327,11 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _latency_rate(throughput: dict[str, list[dict[str, Any]]]) -> float:
+    """Half of B1's median peak: the open-loop rate of the latency figure."""
+    return statistics.median(r["rps"] for r in throughput["b1"]) / 2
+
+
 def _server_figures(
     work: Path, sims: Server, args: argparse.Namespace
 ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]:
@@ -338,9 +343,9 @@ def _server_figures(
             servers[kind] = start_server(kind, kind, work, core=SERVER_CORE, extra=extra)
         print("throughput (closed loop):", flush=True)
         runs = throughput_rounds(work, servers, sims, args)
-        b1_peak = statistics.median(r["rps"] for r in runs["b1"])
-        print(f"latency at half of B1's peak ({b1_peak / 2:.0f} req/s, open loop):")
-        lat = latency_rounds(work, servers, sims, b1_peak / 2, args)
+        rate = _latency_rate(runs)
+        print(f"latency at half of B1's peak ({rate:.0f} req/s, open loop):")
+        lat = latency_rounds(work, servers, sims, rate, args)
     finally:
         for server in servers.values():
             server.stop()
@@ -451,7 +456,7 @@ def main() -> int:
             f"core {CLIENT_CORE}",
             "order": "forward then reverse per round (A B B A)",
             "uvloop_servers": args.uvloop,
-            "latency_rate_rps": statistics.median(r["rps"] for r in runs["b1"]) / 2,
+            "latency_rate_rps": _latency_rate(runs),
             "held_in_flight": args.held,
             "household_applicants_cycled": args.ids,
         },
