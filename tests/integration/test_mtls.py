@@ -34,7 +34,6 @@ from .conftest import Stack, poll, rich_details, running_stack
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 CALLER = "quangang-window"
-#: bounded wait for the gateway's once-a-second file watcher
 
 
 @pytest.fixture(scope="module")
