@@ -38,7 +38,9 @@ from proofless.v1 import verification_pb2 as pb
 
 MAX_MONTHS = 600
 MAX_CERTIFICATE_LENGTH = 64
-_PARAM_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+#: an unknown parameter name that may be quoted back in a field path: an identifier, which
+#: begins with a letter, so a resident ID or phone number sent as a name never is
+_PARAM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 _YEAR_MONTH = re.compile(r"(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])")
 _COUNT = re.compile(r"[0-9]{1,4}")
 

@@ -182,6 +182,12 @@ def test_parse_kinship_normalises_other_id() -> None:
             "claims[3].params",
             "unknown parameter",
         ),
+        (  # an ID number sent as a parameter name is not quoted back
+            "household.residence",
+            {"region": "350505", OTHER: "5"},
+            "claims[3].params",
+            "unknown parameter",
+        ),
         (
             "household.kinship",
             {"relation": "child"},
