@@ -32,7 +32,7 @@ import time
 import tomllib
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -354,18 +354,23 @@ class Tally:
         self.latencies.append(time.perf_counter() - t0)
 
 
-async def measure_capacity(work: Workload, seconds: float, concurrency: int = 32) -> float:
-    """Completed calls per second with `concurrency` callers that never wait."""
-    tally = Tally()
+async def closed(work: Workload, callers: int, seconds: float, tally: Tally) -> None:
+    """Closed loop: `callers` callers, each starting its next call when its last one ends."""
     rng = random.Random(1)
     stop = time.monotonic() + seconds
 
-    async def worker() -> None:
+    async def caller() -> None:
         while time.monotonic() < stop:
             await tally.call(work, rng)
 
+    await asyncio.gather(*(caller() for _ in range(callers)))
+
+
+async def measure_capacity(work: Workload, seconds: float, concurrency: int = 32) -> float:
+    """Completed calls per second with `concurrency` callers that never wait."""
+    tally = Tally()
     t0 = time.monotonic()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await closed(work, concurrency, seconds, tally)
     return (tally.ok + sum(tally.errors.values())) / (time.monotonic() - t0)
 
 
@@ -398,20 +403,30 @@ async def run_soak(
     *,
     seconds: float,
     rate: float | None,
-    share: float = 0.7,
+    callers: int | None = None,
     warmup_s: float = 10.0,
 ) -> dict[str, Any]:
+    """Open loop at `rate` (or 70 % of the measured capacity), or with `callers` given, a
+    closed loop of that many callers: its load follows the machine's speed, so a slow minute
+    lengthens calls instead of queueing them past their deadlines."""
     assert stack.gateway is not None
     pid = stack.gateway.pid
     work = Workload(stack)
     capacity = await measure_capacity(work, 5.0)
-    target = rate if rate is not None else round(share * capacity)
-    # Warm-up at the target rate: caches, pools and allocator arenas settle before the baseline.
-    await paced(work, target, warmup_s, Tally())
+    target = None if callers is not None else rate if rate is not None else round(0.7 * capacity)
+
+    def load_for(duration: float, tally: Tally) -> Coroutine[Any, Any, None]:
+        if callers is not None:
+            return closed(work, callers, duration, tally)
+        assert target is not None
+        return paced(work, target, duration, tally)
+
+    # Warm-up under the same load: caches, pools and allocator arenas settle before the baseline.
+    await load_for(warmup_s, Tally())
     rss_start = rss_kib(pid)
     samples = [rss_start]
     tally = Tally()
-    load = asyncio.create_task(paced(work, target, seconds, tally))
+    load = asyncio.create_task(load_for(seconds, tally))
     while not load.done():
         await asyncio.wait([load], timeout=5.0)
         samples.append(rss_kib(pid))
@@ -422,6 +437,7 @@ async def run_soak(
         "seconds": seconds,
         "capacity_rps": round(capacity, 1),
         "target_rps": target,
+        "callers": callers,
         "achieved_rps": round(requests / seconds, 1),
         "requests": requests,
         "errors": sum(tally.errors.values()),
@@ -448,7 +464,11 @@ def table(result: Mapping[str, Any]) -> str:
     rows = [
         ("duration", f"{result['seconds']:.0f} s"),
         ("capacity (closed loop, 32 callers)", f"{result['capacity_rps']} req/s"),
-        ("target rate", f"{result['target_rps']} req/s"),
+        (
+            ("target rate", f"{result['target_rps']} req/s")
+            if result.get("callers") is None
+            else ("load", f"closed loop, {result['callers']} callers")
+        ),
         ("achieved rate", f"{result['achieved_rps']} req/s"),
         ("requests", str(result["requests"])),
         ("errors", f"{result['errors']} {result['errors_by_code'] or ''}".strip()),
@@ -463,14 +483,18 @@ def table(result: Mapping[str, Any]) -> str:
 
 
 def soak(
-    seconds: float, rate: float | None, base: Path | None = None, share: float = 0.7
+    seconds: float,
+    rate: float | None,
+    base: Path | None = None,
+    callers: int | None = None,
 ) -> dict[str, Any]:
-    """Soak for `seconds` at `rate` requests/s, or at `share` of the capacity measured first."""
+    """Soak for `seconds` at `rate` requests/s, or at 70 % of the capacity measured first, or
+    with `callers` closed-loop callers."""
     with contextlib.ExitStack() as exits:
         if base is None:
             base = Path(exits.enter_context(tempfile.TemporaryDirectory(prefix="soak-")))
         with process_stack(base) as stack:
-            return asyncio.run(run_soak(stack, seconds=seconds, rate=rate, share=share))
+            return asyncio.run(run_soak(stack, seconds=seconds, rate=rate, callers=callers))
 
 
 def main(argv: list[str] | None = None) -> int:
