@@ -38,7 +38,7 @@ simulators: certs  ## only the three department simulators
 
 REPLICAS ?= 3
 cluster: certs system-deps  ## REPLICAS (3) gateways behind nginx on 127.0.0.1:50050; Ctrl-C stops
-	$(BIN)/python -m gateway.cluster --config $(CONFIG) --replicas $(REPLICAS)
+	$(BIN)/python -m gateway.devtools.cluster --config $(CONFIG) --replicas $(REPLICAS)
 
 # Debian packages some tests drive for real: Chromium (dashboard), promtool (Prometheus rules),
 # nginx with its stream module (the cluster's TCP load balancer).
@@ -55,10 +55,11 @@ system-deps:  ## install the Debian packages the browser, promtool and h2load st
 test: certs system-deps  ## the whole test suite
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)  ## ruff and mypy
+lint: $(STAMP)  ## ruff, mypy and the import layers
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: $(STAMP)  ## format the code
 	$(BIN)/ruff format .
@@ -68,7 +69,7 @@ bench: certs  ## measure the gateway against bare grpc.aio baselines (see BENCHM
 	$(BIN)/python -m bench
 
 soak: $(STAMP)  ## 10 minutes at ~70% of capacity: errors and gateway RSS growth (≤ 10%)
-	$(BIN)/python -m tests.e2e.soak --minutes 10
+	$(BIN)/python -m tests.support.soak --minutes 10
 
 clean:  ## remove the venv, generated dev material and run-time state
 	rm -rf $(VENV) $(CERTS) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, Literal, Protocol, TypeVar
 
-from gateway.errors import DeadlineExceeded, NotFound, Unavailable
+from gateway.domain.errors import DeadlineExceeded, NotFound, Unavailable
 
 DepartmentId = Literal["household", "social_security", "property"]
 DEPARTMENTS: tuple[DepartmentId, ...] = ("household", "social_security", "property")

@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from gateway.errors import ConfigError
+from gateway.domain.errors import ConfigError
 
 Backend = Literal["sqlite", "postgresql"]
 DEFAULT_SCHEMA = "bdc_frontdb"

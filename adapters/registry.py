@@ -9,7 +9,7 @@ from adapters.base import DepartmentAdapter
 from adapters.household import HouseholdAdapter
 from adapters.property import PropertyAdapter
 from adapters.social_security import SocialSecurityAdapter
-from gateway.errors import ConfigError
+from gateway.domain.errors import ConfigError
 
 _FACTORIES: dict[str, Callable[[Mapping[str, Any]], DepartmentAdapter[Any]]] = {
     "household": HouseholdAdapter.from_config,

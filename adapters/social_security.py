@@ -26,7 +26,7 @@ from adapters.base import (
 )
 from adapters.deadline import within
 from adapters.httpclient import JsonDepartmentClient, envelope_field
-from gateway.errors import ProoflessError
+from gateway.domain.errors import ProoflessError
 from proofless.v1 import verification_pb2 as pb
 
 PERSON_PATH = "/api/si/v1/person"

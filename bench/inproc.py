@@ -27,19 +27,19 @@ from typing import Any
 
 import grpc
 
-import gateway.interceptors
-import gateway.service
+import gateway.server.interceptors
+import gateway.server.verification
 from bench.load import request_bodies
 from bench.servers import InProcessHousehold
 from bench.setup import RECORD_CALLER, prepare
 from gateway.audit.log import AppendReceipt, AuditLog
 from gateway.config import parse_config
-from gateway.jws import b64url_encode
-from gateway.logging import configure_logging
-from gateway.metrics import Metrics
-from gateway.proofs import ProofClaims, ProofSigner
-from gateway.resilience.adapter import ResilientAdapter
-from gateway.server import running_gateway
+from gateway.crypto.jws import b64url_encode
+from gateway.crypto.proofs import ProofClaims, ProofSigner
+from gateway.ops.logging import configure_logging
+from gateway.ops.metrics import Metrics
+from gateway.server.app import running_gateway
+from gateway.server.resilience.adapter import ResilientAdapter
 from proofless.v1 import verification_pb2 as pb
 
 METHOD = "/proofless.v1.VerificationService/GetHouseholdRecord"
@@ -61,7 +61,7 @@ def _replace(owner: Any, name: str, stand_in: Any) -> None:
 
 def _without_validation() -> None:
     """Each request is validated once; later calls with the same message reuse the answer."""
-    real = gateway.service.validate_record_request
+    real = gateway.server.verification.validate_record_request
     seen: dict[int, Any] = {}
 
     def validate(request: Any, record_message: Any, **kw: Any) -> Any:
@@ -70,7 +70,7 @@ def _without_validation() -> None:
             seen[key] = real(request, record_message, **kw)
         return seen[key]
 
-    _replace(gateway.service, "validate_record_request", validate)
+    _replace(gateway.server.verification, "validate_record_request", validate)
 
 
 def _without_signature() -> None:
@@ -102,7 +102,7 @@ def _without_audit() -> None:
 
 
 def _without_access_log() -> None:
-    _replace(gateway.interceptors, "log_fields", lambda *args, **kwargs: None)
+    _replace(gateway.server.interceptors, "log_fields", lambda *args, **kwargs: None)
 
 
 def _without_resilience() -> None:

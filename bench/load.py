@@ -33,7 +33,7 @@ from bench.setup import (
     applicant_ids,
     scenarios,
 )
-from gateway.pki import DevPki
+from gateway.devtools.pki import DevPki
 from proofless.v1 import verification_pb2 as pb
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")

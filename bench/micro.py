@@ -15,10 +15,10 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench import audit_bench
-from gateway import jws
 from gateway.audit.note import NoteSigner
 from gateway.audit.verify import verify_log
-from gateway.proofs import ProofClaims, ProofSigner, digest_of
+from gateway.crypto import jws
+from gateway.crypto.proofs import ProofClaims, ProofSigner, digest_of
 
 
 def _rate(fn: Callable[[], Any], seconds: float) -> float:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import ConfigError
+from gateway.domain.errors import ConfigError
 
 SERVER_CORE = "0"
 CLIENT_CORE = "1"

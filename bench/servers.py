@@ -38,7 +38,7 @@ from adapters.simulators.datagen import generate
 from adapters.simulators.household import person_payload
 from bench.setup import POPULATION, RECORD_FIELDS, SEED, Workdir
 from gateway.config import parse_config
-from gateway.pki import DevPki
+from gateway.devtools.pki import DevPki
 from proofless.v1 import verification_pb2 as pb
 from proofless.v1 import verification_pb2_grpc as pb_grpc
 
@@ -225,8 +225,8 @@ async def main(args: argparse.Namespace) -> None:
         finally:
             await adapter.close()
     elif kind in ("gw-mem", "gw-http"):
-        from gateway.logging import configure_logging  # noqa: PLC0415 - gateway processes only
-        from gateway.server import running_gateway  # noqa: PLC0415 - gateway processes only
+        from gateway.ops.logging import configure_logging  # noqa: PLC0415 - gateway processes only
+        from gateway.server.app import running_gateway  # noqa: PLC0415 - gateway processes only
 
         # as `proofless serve` runs: JSON lines on stderr (this server's log file), including
         # the access log's line per call

@@ -16,7 +16,7 @@ from typing import Any
 
 from adapters.simulators.datagen import generate
 from gateway.config import merge_tables
-from gateway.pki import DevPki, init_dev_pki
+from gateway.devtools.pki import DevPki, init_dev_pki
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_CONFIG = ROOT / "deploy" / "config" / "gateway.toml"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.pki import DevPki, init_dev_pki
+from gateway.devtools.pki import DevPki, init_dev_pki
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "tests" / "vectors"

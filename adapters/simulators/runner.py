@@ -27,7 +27,7 @@ from adapters.simulators.faults import FaultInjector
 from adapters.simulators.household import HouseholdSimulator
 from adapters.simulators.property_db import PropertyFrontDb
 from adapters.simulators.social_security import SocialSecuritySimulator
-from gateway.errors import ConfigError
+from gateway.domain.errors import ConfigError
 
 log = logging.getLogger("proofless.simulators")
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.errors import ProoflessError
+from gateway.domain.errors import ProoflessError
 
 KIND_ACCESS = "access"
 KIND_RECOVERY = "recovery"

@@ -38,7 +38,7 @@ from gateway.audit.storage import (
     store_checkpoint,
 )
 from gateway.audit.tiles import TileTree, stored_leaf_hashes
-from gateway.errors import FieldViolation, IntegrityError, InvalidArgument, Unavailable
+from gateway.domain.errors import FieldViolation, IntegrityError, InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
 

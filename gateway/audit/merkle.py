@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 
-from gateway.errors import IntegrityError
+from gateway.domain.errors import IntegrityError
 
 HASH_SIZE = 32
 #: RFC 9162 §2.1.1: the hash of an empty list is the hash of an empty string.

@@ -27,7 +27,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from gateway.errors import ConfigError, IntegrityError
+from gateway.domain.errors import ConfigError, IntegrityError
 
 ALG_ED25519 = 0x01
 SIG_PREFIX = "\u2014 "  # em dash, space

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
 
-from gateway.errors import IntegrityError
+from gateway.domain.errors import IntegrityError
 
 ENTRIES = "entries"
 CHECKPOINTS = "checkpoints"

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.audit.merkle import HASH_SIZE, CompactRange, perfect_root
-from gateway.errors import IntegrityError
+from gateway.domain.errors import IntegrityError
 
 TILES = "tile"
 TILE_HEIGHT = 8

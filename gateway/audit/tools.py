@@ -17,8 +17,8 @@ from gateway.audit import merkle
 from gateway.audit.note import NoteSigner, NoteVerifier, SignedCheckpoint
 from gateway.audit.storage import CHECKPOINTS, LATEST, checkpoint_name, segment_paths
 from gateway.audit.tiles import TileTree
-from gateway.errors import ConfigError, IntegrityError, NotFound, PermissionDenied
-from gateway.policy import Policy
+from gateway.domain.errors import ConfigError, IntegrityError, NotFound, PermissionDenied
+from gateway.domain.policy import Policy
 
 
 def iter_lines(directory: Path) -> Iterator[tuple[int, bytes]]:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from gateway.pki import DevPki
-from tests.integration.conftest import Stack, running_stack
+from gateway.devtools.pki import DevPki
+from tests.support.stack import Stack, running_stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 ROOT = Path(__file__).resolve().parents[2]

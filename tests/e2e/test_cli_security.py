@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from gateway.consent import ConsentToken, ReplayCache, verify_consent
-from gateway.errors import PermissionDenied
-from gateway.identity import caller_from_pem
-from gateway.pki import DevPki, load_certificate, load_jwks, load_revoked_serials
+from gateway.crypto.consent import ConsentToken, ReplayCache, verify_consent
+from gateway.crypto.keys import load_certificate, load_jwks, load_revoked_serials
+from gateway.devtools.pki import DevPki
+from gateway.domain.errors import PermissionDenied
+from gateway.server.identity import caller_from_pem
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "deploy" / "config" / "policy.toml"

@@ -1,5 +1,5 @@
-"""Failover through nginx: `python -m gateway.cluster` (what `make cluster` runs) with three
-replicas behind nginx (TCP passthrough, least_conn). Several clients drive load, each opening
+"""Failover through nginx: `python -m gateway.devtools.cluster` (what `make cluster` runs) with
+three replicas behind nginx (TCP passthrough, least_conn). Several clients drive load, each opening
 a new channel every few calls so connections spread; one replica is SIGKILLed mid-load;
 clients retry an UNAVAILABLE call once on a new channel. Then the replicas' logs are verified
 and merged, and every answer a client saw as OK is found in them by its proof id.
@@ -28,7 +28,8 @@ import pytest
 from adapters.simulators.datagen import generate
 from gateway.audit.log import AuditLog
 from gateway.config import load_config
-from gateway.pki import DevPki, init_dev_pki, load_ed25519_private_key
+from gateway.crypto.keys import load_ed25519_private_key
+from gateway.devtools.pki import DevPki, init_dev_pki
 from proofless.v1 import verification_pb2 as pb
 from proofless.v1 import verification_pb2_grpc as pb_grpc
 
@@ -164,7 +165,7 @@ async def test_traffic_survives_a_replica_kill_and_every_ok_answer_is_audited(
     idn = generate(int(sims["seed"]), int(sims["population"])).scenarios["household_head"]
 
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cluster", "--config", str(DEV_CONFIG),
+        sys.executable, "-m", "gateway.devtools.cluster", "--config", str(DEV_CONFIG),
         "--replicas", str(REPLICAS), "--free-ports", "--state", str(state),
         "--certs", str(pki.dir), cwd=ROOT, stdout=asyncio.subprocess.DEVNULL,
     )  # fmt: skip

@@ -27,7 +27,7 @@ import pytest
 from adapters.simulators.datagen import generate
 from proofless.v1 import verification_pb2 as pb
 from proofless.v1 import verification_pb2_grpc as pb_grpc
-from tests.e2e.soak import POPULATION, ROOT, SEED, ProcessStack, write_config
+from tests.support.processes import POPULATION, ROOT, SEED, ProcessStack, write_config
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.soak import soak, table
+from tests.support.soak import soak, table
 
 pytestmark = pytest.mark.slow
 

@@ -1,117 +1,17 @@
-"""A real stack for integration tests: a fresh dev PKI, the three department simulators on
-port 0, and the gateway on port 0 with real mutual TLS. Clients are real grpc.aio channels."""
+"""Fixtures for integration tests: a real stack (tests.support.stack) per module or per test."""
 
 from __future__ import annotations
 
-import asyncio
-import tomllib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 import pytest_asyncio
-from google.rpc import error_details_pb2, status_pb2
-from prometheus_client import CollectorRegistry
 
-from adapters.simulators import run_simulators
-from gateway.config import Config, merge_tables, parse_config
-from gateway.pki import DevPki
-from gateway.server import RunningGateway, running_gateway
-from proofless.v1 import audit_pb2_grpc, verification_pb2_grpc
-
-ROOT = Path(__file__).resolve().parents[2]
-DEV_CONFIG = ROOT / "deploy" / "config" / "gateway.toml"
-
-
-def stack_config(
-    pki: DevPki, state: Path, overrides: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """The dev configuration, pointed at `pki` and `state`, every port 0."""
-    raw = merge_tables(tomllib.loads(DEV_CONFIG.read_text()), pki.config_overrides())
-    raw = merge_tables(
-        raw,
-        {
-            "server": {"listen": "127.0.0.1:0", "ops_listen": "127.0.0.1:0", "grace_seconds": 1},
-            "audit": {"dir": str(state / "audit"), "checkpoint_every_ms": 200},
-            "policy": {"file": str(ROOT / "deploy" / "config" / "policy.toml")},
-            "departments": {
-                "household": {"url": "http://127.0.0.1:0"},
-                "property": {"dsn": f"sqlite:///{state / 'frontdb' / 'property.sqlite3'}"},
-            },
-            "simulators": {
-                "household_listen": "127.0.0.1:0",
-                "social_security_listen": "127.0.0.1:0",
-            },
-        },
-    )
-    return merge_tables(raw, overrides or {})
-
-
-@dataclass
-class Stack:
-    pki: DevPki
-    config: Config
-    gateway: RunningGateway
-    sims: Any
-    registry: CollectorRegistry
-    _exit: AsyncExitStack = field(default_factory=AsyncExitStack)
-
-    @property
-    def scenarios(self) -> dict[str, str]:
-        return dict(self.sims.population.scenarios)
-
-    def credentials(self, caller: str) -> grpc.ChannelCredentials:
-        return grpc.ssl_channel_credentials(
-            root_certificates=self.pki.ca_pem.read_bytes(),
-            private_key=self.pki.client_key(caller).read_bytes(),
-            certificate_chain=self.pki.client_pem(caller).read_bytes(),
-        )
-
-    async def channel(self, caller: str) -> grpc.aio.Channel:
-        channel = grpc.aio.secure_channel(self.gateway.address, self.credentials(caller))
-        await self._exit.enter_async_context(channel)
-        return channel
-
-    async def verification(self, caller: str) -> verification_pb2_grpc.VerificationServiceStub:
-        return verification_pb2_grpc.VerificationServiceStub(await self.channel(caller))
-
-    async def audit(self, caller: str) -> audit_pb2_grpc.AuditServiceStub:
-        return audit_pb2_grpc.AuditServiceStub(await self.channel(caller))
-
-
-@asynccontextmanager
-async def running_stack(
-    pki: DevPki, state: Path, overrides: dict[str, Any] | None = None
-) -> AsyncIterator[Stack]:
-    raw = stack_config(pki, state, overrides)
-    async with AsyncExitStack() as stack:
-        sims = await stack.enter_async_context(
-            run_simulators(
-                raw["simulators"],
-                raw["departments"],
-                secret=pki.household_secret.read_text().strip().encode(),
-            )
-        )
-        raw = merge_tables(
-            raw,
-            {
-                "departments": {
-                    "household": {"url": sims.household_url},
-                    "social_security": {"url": sims.social_security_url},
-                    "property": {"dsn": sims.property_dsn},
-                }
-            },
-        )
-        config = parse_config(raw, "test")
-        registry = CollectorRegistry()
-        gw = await stack.enter_async_context(running_gateway(config, registry=registry))
-        s = Stack(pki=pki, config=config, gateway=gw, sims=sims, registry=registry)
-        stack.push_async_callback(s._exit.aclose)
-        yield s
+from gateway.devtools.pki import DevPki
+from tests.support.stack import Stack, rich_details, running_stack
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -128,38 +28,6 @@ def make_stack(pki: DevPki, tmp_path: Path) -> Callable[..., Any]:
         return running_stack(pki, state or tmp_path, overrides)
 
     return make
-
-
-#: how long a file watcher (policy, CRL) may take to apply a change
-RELOAD_WAIT_S = 15.0
-
-
-async def poll(check: Callable[[], Awaitable[bool]], what: str, *, every: float = 0.1) -> None:
-    """Await `check()` every `every` seconds until it holds; fail after RELOAD_WAIT_S."""
-    loop = asyncio.get_running_loop()
-    until = loop.time() + RELOAD_WAIT_S
-    while not await check():
-        if loop.time() > until:
-            pytest.fail(f"{what} did not happen within {RELOAD_WAIT_S} s")
-        await asyncio.sleep(every)
-
-
-def rich_details(err: grpc.aio.AioRpcError) -> list[Any]:
-    """The google.rpc detail messages attached to a failed call, unpacked."""
-    out: list[Any] = []
-    for key, value in err.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            for detail in status_pb2.Status.FromString(value).details:
-                for kind in (
-                    error_details_pb2.BadRequest,
-                    error_details_pb2.ErrorInfo,
-                    error_details_pb2.RetryInfo,
-                ):
-                    if detail.Is(kind.DESCRIPTOR):
-                        msg = kind()
-                        detail.Unpack(msg)
-                        out.append(msg)
-    return out
 
 
 @pytest.fixture

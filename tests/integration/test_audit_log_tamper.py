@@ -22,7 +22,7 @@ from gateway.audit.verify import (
     TRUNCATED,
     verify_log,
 )
-from tests.unit.audit.conftest import ORIGIN, access, fill, open_log
+from tests.support.auditlog import ORIGIN, access, fill, open_log
 
 N = 700  # spans three level-0 tiles and several segments
 

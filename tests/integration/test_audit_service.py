@@ -14,8 +14,7 @@ from gateway.audit import merkle
 from gateway.audit.note import NoteVerifier, SignedCheckpoint
 from proofless.v1 import audit_pb2
 from proofless.v1 import verification_pb2 as pb
-
-from .conftest import Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

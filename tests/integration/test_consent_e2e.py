@@ -13,11 +13,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.rpc import error_details_pb2
 
-from gateway.consent import issue_consent
-from gateway.pki import load_ed25519_private_key
+from gateway.crypto.consent import issue_consent
+from gateway.crypto.keys import load_ed25519_private_key
 from proofless.v1 import verification_pb2 as pb
-
-from .conftest import Stack, rich_details
+from tests.support.stack import Stack, rich_details
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

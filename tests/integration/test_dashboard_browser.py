@@ -21,8 +21,8 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.metrics import Metrics
-from gateway.ops import OpsServer
+from gateway.ops.http import OpsServer
+from gateway.ops.metrics import Metrics
 
 pytestmark = pytest.mark.chromium
 

@@ -15,8 +15,8 @@ import grpc
 import pytest
 
 from proofless.v1 import verification_pb2 as pb
+from tests.support.stack import Stack
 
-from .conftest import Stack
 from .test_dashboard_browser import ARTIFACTS, DevTools, chromium, read_page
 
 __all__ = ["chromium"]  # the fixture, imported for this module's tests

@@ -15,7 +15,7 @@ import pytest
 from adapters.base import DepartmentUnavailable, RecordQuery
 from adapters.registry import build_adapters
 from adapters.simulators import Faults, run_simulators, serve_forever
-from gateway.errors import ConfigError
+from gateway.domain.errors import ConfigError
 
 SECRET = b"c0ffee" * 8
 

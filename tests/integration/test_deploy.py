@@ -21,11 +21,15 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.cluster import nginx_binary, nginx_command, render_nginx, stream_module_directive
 from gateway.config import parse_config
+from gateway.devtools.cluster import (
+    nginx_binary,
+    nginx_command,
+    render_nginx,
+    stream_module_directive,
+)
 from proofless.v1 import verification_pb2 as pb
-
-from .conftest import ROOT
+from tests.support.stack import ROOT
 
 DEPLOY = ROOT / "deploy"
 PROMETHEUS = DEPLOY / "prometheus"

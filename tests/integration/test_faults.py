@@ -29,9 +29,8 @@ from google.rpc import error_details_pb2
 from adapters.frontdb import SqliteReader
 from adapters.simulators.faults import FaultInjector, Faults
 from proofless.v1 import verification_pb2 as pb
-from tests.e2e.soak import fast_policy
-
-from .conftest import Stack, rich_details
+from tests.support.processes import fast_policy
+from tests.support.stack import Stack, rich_details
 
 pytestmark = pytest.mark.asyncio
 

@@ -16,13 +16,12 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from joserfc import jws as jose_jws
 from joserfc.jwk import KeySet
 
-from gateway.errors import IntegrityError
-from gateway.logging import JsonFormatter
-from gateway.proof_check import check_proof
+from gateway.crypto.proof_check import check_proof
+from gateway.domain.errors import IntegrityError
+from gateway.ops.logging import JsonFormatter
 from proofless.v1 import audit_pb2
 from proofless.v1 import verification_pb2 as pb
-
-from .conftest import Stack, rich_details
+from tests.support.stack import Stack, rich_details
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -34,11 +34,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.simulators.datagen import generate
-from gateway.pki import DevPki
+from gateway.devtools.pki import DevPki
 from proofless.v1 import audit_pb2, audit_pb2_grpc, verification_pb2
 from proofless.v1 import verification_pb2 as pb
 from proofless.v1 import verification_pb2_grpc as pb_grpc
-from tests.e2e.soak import POPULATION, SEED, ProcessStack, process_stack, rss_kib
+from tests.support.processes import POPULATION, SEED, ProcessStack, process_stack, rss_kib
 
 pytestmark = pytest.mark.slow
 

@@ -26,10 +26,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from adapters.simulators.datagen import generate
 from gateway.audit.storage import checkpoint_paths
-from gateway.pki import DevPki
+from gateway.devtools.pki import DevPki
 from proofless.v1 import verification_pb2 as pb
 from proofless.v1 import verification_pb2_grpc as pb_grpc
-from tests.e2e.soak import ProcessStack, process_stack
+from tests.support.processes import ProcessStack, process_stack
 
 pytestmark = pytest.mark.slow
 

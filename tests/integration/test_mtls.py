@@ -25,11 +25,10 @@ from cryptography.hazmat.primitives import serialization
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway.pki import DevPki, create_ca, issue_client, make_server_cert, revoke
+from gateway.devtools.pki import DevPki, create_ca, issue_client, make_server_cert, revoke
 from proofless.v1 import verification_pb2 as pb
 from proofless.v1 import verification_pb2_grpc as pb_grpc
-
-from .conftest import Stack, poll, rich_details, running_stack
+from tests.support.stack import Stack, poll, rich_details, running_stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

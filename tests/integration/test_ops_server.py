@@ -14,8 +14,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.metrics import Metrics
-from gateway.ops import OpsServer
+from gateway.ops.http import OpsServer
+from gateway.ops.metrics import Metrics
 
 JWKS = {
     "keys": [

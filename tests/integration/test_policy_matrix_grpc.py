@@ -1,6 +1,6 @@
 """The demo policy's whole matrix over real gRPC with real certificates: every caller ×
 service item × record type × field, and every caller × item × claim type. The oracle is
-read straight from the TOML (not through gateway.policy); a leak is an answer the file does
+read straight from the TOML (not through gateway.domain.policy); a leak is an answer the file does
 not grant, a false denial a granted combination refused. Both must be zero."""
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Any
 import grpc
 import pytest
 
-from gateway.consent import issue_consent
-from gateway.pki import DEMO_CALLERS, DevPki, load_ed25519_private_key
+from gateway.crypto.consent import issue_consent
+from gateway.crypto.keys import load_ed25519_private_key
+from gateway.devtools.pki import DEMO_CALLERS, DevPki
 from proofless.v1 import verification_pb2 as pb
-
-from .conftest import ROOT
+from tests.support.stack import ROOT
 
 pytestmark = pytest.mark.slow
 POLICY = ROOT / "deploy" / "config" / "policy.toml"

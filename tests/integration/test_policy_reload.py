@@ -19,11 +19,10 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 
-from gateway import server
+from gateway.server import app as server
 from proofless.v1 import verification_pb2 as pb
 from proofless.v1 import verification_pb2_grpc as pb_grpc
-
-from .conftest import ROOT, Stack, poll, rich_details
+from tests.support.stack import ROOT, Stack, poll, rich_details
 
 pytestmark = pytest.mark.slow
 

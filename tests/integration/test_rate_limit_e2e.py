@@ -18,8 +18,7 @@ from redis.asyncio import Redis
 
 from proofless.v1 import verification_pb2 as pb
 from proofless.v1 import verification_pb2_grpc as pb_grpc
-
-from .conftest import ROOT, Stack, rich_details
+from tests.support.stack import ROOT, Stack, rich_details
 
 POLICY = ROOT / "deploy" / "config" / "policy.toml"
 LIMITED = "fuan-hrss"

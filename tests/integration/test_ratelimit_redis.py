@@ -11,9 +11,9 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from gateway.errors import ResourceExhausted
-from gateway.policy import RateLimit
-from gateway.ratelimit import FailureMode, RedisRateLimiter
+from gateway.domain.errors import ResourceExhausted
+from gateway.domain.policy import RateLimit
+from gateway.server.ratelimit import FailureMode, RedisRateLimiter
 
 #: nothing listens on port 1: connections are refused at once
 CLOSED_PORT_URL = "redis://127.0.0.1:1/0"

@@ -25,11 +25,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from gateway.pki import DevPki
+from gateway.devtools.pki import DevPki
 from proofless.v1 import verification_pb2 as pb
 from proofless.v1 import verification_pb2_grpc as pb_grpc
-
-from .conftest import ROOT, Stack, rich_details, running_stack
+from tests.support.stack import ROOT, Stack, rich_details, running_stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

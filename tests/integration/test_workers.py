@@ -18,12 +18,11 @@ import pytest
 
 from adapters.simulators import run_simulators
 from gateway.audit import tools
-from gateway.pki import DevPki
-from gateway.workers import env_overrides
+from gateway.devtools.pki import DevPki
+from gateway.server.workers import env_overrides
 from proofless.v1 import verification_pb2 as pb
 from proofless.v1 import verification_pb2_grpc as pb_grpc
-
-from .conftest import DEV_CONFIG, ROOT, stack_config
+from tests.support.stack import DEV_CONFIG, ROOT, stack_config
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ from google.rpc import error_details_pb2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.admission import Admission
-from gateway.errors import ResourceExhausted
+from gateway.domain.errors import ResourceExhausted
+from gateway.server.admission import Admission
 
 
 class FakeClock:

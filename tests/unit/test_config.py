@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 
 from gateway.config import apply_env, merge_tables, parse_config
-from gateway.pki import DevPki
+from gateway.devtools.pki import DevPki
 
 ROOT = Path(__file__).resolve().parents[2]
 

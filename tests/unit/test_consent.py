@@ -12,9 +12,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import consent, jws, pki
-from gateway.errors import PermissionDenied, ResourceExhausted
-from gateway.pki_cli import add_commands
+from gateway.cli.certs import add_commands
+from gateway.crypto import consent, jws
+from gateway.crypto import keys as key_files
+from gateway.devtools import pki
+from gateway.domain.errors import PermissionDenied, ResourceExhausted
 
 ID = "35050519900101123X"
 NOW = 1_800_000_000.0
@@ -266,7 +268,7 @@ def test_cli_consent_issue(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     token = capsys.readouterr().out.strip()
     accepted = consent.verify_consent(
         token,
-        issuer_keys=pki.load_jwks(dev.consent_issuer_jwks),
+        issuer_keys=key_files.load_jwks(dev.consent_issuer_jwks),
         applicant_id_number=ID,
         caller="fuzhou-civil-affairs",
         item="subsistence-allowance",

@@ -17,16 +17,15 @@ from google.protobuf.message import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import jws
-from gateway.disclosure import disclose, mask_and_disclose
-from gateway.proofs import (
+from gateway.crypto import jws
+from gateway.crypto.proofs import (
     ProofClaims,
     ProofSigner,
     canonical_json,
     new_proof_id,
-    rfc3339,
-    set_timestamp,
 )
+from gateway.domain.disclosure import disclose, mask_and_disclose
+from gateway.domain.times import rfc3339, set_timestamp
 from proofless.v1 import verification_pb2 as pb
 
 

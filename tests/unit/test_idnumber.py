@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.errors import InvalidArgument
-from gateway.idnumber import (
+from gateway.domain.errors import InvalidArgument
+from gateway.domain.idnumber import (
     PROVINCES,
     birth_date,
     check_char,

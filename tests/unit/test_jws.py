@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from joserfc import jws as jrfc_jws
 from joserfc.jwk import OKPKey
 
-from gateway import jws
-from gateway.errors import ConfigError, IntegrityError
+from gateway.crypto import jws
+from gateway.domain.errors import ConfigError, IntegrityError
 
 # RFC 8037 appendix A.1 (private key), A.2 (public key), A.3 (thumbprint), A.4 (signature).
 RFC_D = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"

@@ -14,9 +14,8 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.dashboard.sampler import Sampler, quantile
-from gateway.interceptors import request_id_from
-from gateway.logging import (
+from gateway.ops.dashboard.sampler import Sampler, quantile
+from gateway.ops.logging import (
     BufferedStreamHandler,
     JsonFormatter,
     TextFormatter,
@@ -24,7 +23,8 @@ from gateway.logging import (
     log_fields,
     redact,
 )
-from gateway.metrics import MAX_LABEL_VALUES, OTHER, Metrics, bounded
+from gateway.ops.metrics import MAX_LABEL_VALUES, OTHER, Metrics, bounded
+from gateway.server.interceptors import request_id_from
 
 ID_NUMBER = "35010019900307123X"
 

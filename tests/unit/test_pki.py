@@ -20,10 +20,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from gateway import jws, pki
-from gateway.errors import ConfigError, Unauthenticated
-from gateway.identity import caller_from_pem
-from gateway.pki_cli import add_commands
+from gateway.cli.certs import add_commands
+from gateway.crypto import jws, keys
+from gateway.devtools import pki
+from gateway.domain.errors import ConfigError, Unauthenticated
+from gateway.server.identity import caller_from_pem
 
 
 @pytest.fixture(scope="module")
@@ -79,14 +80,14 @@ def test_secrets_have_the_documented_shape(dev: pki.DevPki) -> None:
     assert len(secret) == 64
     assert bytes.fromhex(secret)
     for path in (dev.proof_signing_key, dev.audit_note_key, dev.consent_issuer_key):
-        assert isinstance(pki.load_ed25519_private_key(path), Ed25519PrivateKey)
-    issuer = pki.load_ed25519_private_key(dev.consent_issuer_key).public_key()
-    published = pki.load_jwks(dev.consent_issuer_jwks)
+        assert isinstance(keys.load_ed25519_private_key(path), Ed25519PrivateKey)
+    issuer = keys.load_ed25519_private_key(dev.consent_issuer_key).public_key()
+    published = keys.load_jwks(dev.consent_issuer_jwks)
     assert list(published) == [jws.kid_of(issuer)]
     assert published[jws.kid_of(issuer)].public_bytes_raw() == issuer.public_bytes_raw()
     # the three Ed25519 keys are distinct
     raw = {
-        pki.load_ed25519_private_key(p).public_key().public_bytes_raw()
+        keys.load_ed25519_private_key(p).public_key().public_bytes_raw()
         for p in (dev.proof_signing_key, dev.audit_note_key, dev.consent_issuer_key)
     }
     assert len(raw) == 3
@@ -140,7 +141,7 @@ def test_ca_certificate(dev: pki.DevPki) -> None:
 
 
 def test_server_certificate(dev: pki.DevPki) -> None:
-    cert = pki.load_certificate(dev.server_pem)
+    cert = keys.load_certificate(dev.server_pem)
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["localhost"]
     assert set(san.get_values_for_type(x509.IPAddress)) == {
@@ -178,7 +179,7 @@ def test_index_lists_every_issued_certificate(dev: pki.DevPki) -> None:
 
 
 def test_empty_crl_is_signed_by_the_ca(dev: pki.DevPki) -> None:
-    assert pki.load_revoked_serials(dev.ca_crl, dev.load_ca().cert) == frozenset()
+    assert keys.load_revoked_serials(dev.ca_crl, dev.load_ca().cert) == frozenset()
 
 
 # ---- issue, revoke, crl -----------------------------------------------------------------
@@ -196,7 +197,7 @@ def test_issue_revoke_and_crl(tmp_path: Path) -> None:
 
     revoked = pki.revoke(tmp_path, "fuan-hrss")
     assert [e.serial for e in revoked] == [old]
-    assert pki.load_revoked_serials(dev.ca_crl, ca) == {old}
+    assert keys.load_revoked_serials(dev.ca_crl, ca) == {old}
     with pytest.raises(ConfigError, match="no unrevoked certificate"):
         pki.revoke(tmp_path, "fuan-hrss")
 
@@ -204,7 +205,7 @@ def test_issue_revoke_and_crl(tmp_path: Path) -> None:
     again = pki.issue_client(tmp_path, "fuan-hrss", "approval")
     assert _mode(again.key_path) == 0o600
     assert again.cert.serial_number != old
-    assert pki.load_revoked_serials(dev.ca_crl, ca) == {old}
+    assert keys.load_revoked_serials(dev.ca_crl, ca) == {old}
     listed = {e.serial: e for e in pki.list_certs(tmp_path)}
     assert listed[old].revoked_at is not None
     assert listed[again.cert.serial_number].revoked_at is None
@@ -234,10 +235,10 @@ def test_crl_from_another_ca_is_refused(tmp_path: Path) -> None:
     crl = pki.make_crl(other, [], number=1)
     dev.ca_crl.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
     with pytest.raises(ConfigError, match="not signed by the CA"):
-        pki.load_revoked_serials(dev.ca_crl, dev.load_ca().cert)
+        keys.load_revoked_serials(dev.ca_crl, dev.load_ca().cert)
     dev.ca_crl.write_text("garbage")
     with pytest.raises(ConfigError, match="not a PEM CRL"):
-        pki.load_revoked_serials(dev.ca_crl, dev.load_ca().cert)
+        keys.load_revoked_serials(dev.ca_crl, dev.load_ca().cert)
 
 
 def test_negative_test_certificates(tmp_path: Path) -> None:
@@ -278,18 +279,18 @@ def test_bad_caller_or_role(tmp_path: Path, caller: str, role: str) -> None:
 def test_loading_bad_files(tmp_path: Path) -> None:
     (tmp_path / "k").write_text("not a key")
     with pytest.raises(ConfigError, match="PKCS#8"):
-        pki.load_ed25519_private_key(tmp_path / "k")
+        keys.load_ed25519_private_key(tmp_path / "k")
     with pytest.raises(ConfigError, match="cannot read"):
-        pki.load_ed25519_private_key(tmp_path / "missing")
+        keys.load_ed25519_private_key(tmp_path / "missing")
     dev = pki.init_dev_pki(tmp_path / "dev")
     with pytest.raises(ConfigError, match="expected an Ed25519"):
-        pki.load_ed25519_private_key(dev.ca_key)
+        keys.load_ed25519_private_key(dev.ca_key)
     (tmp_path / "j").write_text("{")
     with pytest.raises(ConfigError, match="not JSON"):
-        pki.load_jwks(tmp_path / "j")
+        keys.load_jwks(tmp_path / "j")
     (tmp_path / "j").write_text('{"keys": []}')
     with pytest.raises(ConfigError, match="no Ed25519"):
-        pki.load_jwks(tmp_path / "j")
+        keys.load_jwks(tmp_path / "j")
 
 
 # ---- real TLS ---------------------------------------------------------------------------

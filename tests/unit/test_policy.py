@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.errors import ConfigError, PermissionDenied
-from gateway.pki_cli import add_commands
-from gateway.policy import (
+from gateway.cli.certs import add_commands
+from gateway.domain.errors import ConfigError, PermissionDenied
+from gateway.domain.policy import (
     CLAIM_TYPES,
     DEFAULT_RATE,
     RECORD_FIELDS,

@@ -1,6 +1,6 @@
 """The whole demo policy, exhaustively: every caller × service item × record type × field, and
-every caller × item × claim type, decided by gateway.policy and checked against an oracle read
-straight from the TOML with tomllib (not through the parser under test).
+every caller × item × claim type, decided by gateway.domain.policy and checked against an oracle
+read straight from the TOML with tomllib (not through the parser under test).
 
 A leak is a decision that lets out something the file does not grant; a false denial is a
 granted combination refused. Both must be zero, and both sides are counted and printed.
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import PermissionDenied
-from gateway.policy import CLAIM_TYPES, RECORD_FIELDS, Policy, load_policy
+from gateway.domain.errors import PermissionDenied
+from gateway.domain.policy import CLAIM_TYPES, RECORD_FIELDS, Policy, load_policy
 
 DEMO = Path(__file__).resolve().parents[2] / "deploy" / "config" / "policy.toml"
 # outsiders: a caller and an item the file does not know, and a record type that does not exist

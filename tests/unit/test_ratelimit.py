@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.errors import ConfigError, ResourceExhausted
-from gateway.policy import DEFAULT_RATE, RateLimit, parse_policy
-from gateway.ratelimit import (
+from gateway.domain.errors import ConfigError, ResourceExhausted
+from gateway.domain.policy import DEFAULT_RATE, RateLimit, parse_policy
+from gateway.server.ratelimit import (
     Bucket,
     LocalRateLimiter,
     RedisRateLimiter,

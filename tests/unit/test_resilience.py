@@ -23,7 +23,7 @@ from adapters.base import (
     RecordNotFound,
     RecordQuery,
 )
-from gateway.resilience import (
+from gateway.server.resilience import (
     CircuitOpen,
     DepartmentOverloaded,
     ResilienceConfig,

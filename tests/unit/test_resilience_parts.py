@@ -19,8 +19,8 @@ from adapters.base import (
     DepartmentUnavailable,
     RecordNotFound,
 )
-from gateway.errors import ConfigError
-from gateway.resilience import (
+from gateway.domain.errors import ConfigError
+from gateway.server.resilience import (
     Bulkhead,
     CircuitBreaker,
     CircuitOpen,

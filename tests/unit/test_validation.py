@@ -10,10 +10,10 @@ from google.rpc import error_details_pb2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.claims import KinshipParams, OwnershipParams
-from gateway.errors import InvalidArgument
-from gateway.idnumber import make_id
-from gateway.validation import (
+from gateway.domain.claims import KinshipParams, OwnershipParams
+from gateway.domain.errors import InvalidArgument
+from gateway.domain.idnumber import make_id
+from gateway.domain.validation import (
     MAX_CLAIMS,
     ValidClaimsRequest,
     ValidRecordRequest,

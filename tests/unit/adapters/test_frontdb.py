@@ -6,7 +6,7 @@ import pytest
 
 from adapters.frontdb import DEFAULT_SCHEMA, parse_dsn, placeholders
 from adapters.property import RIGHTS_SQL
-from gateway.errors import ConfigError
+from gateway.domain.errors import ConfigError
 
 
 def test_sqlite_paths() -> None:

@@ -11,7 +11,7 @@ from adapters.property import PropertyAdapter
 from adapters.registry import build_adapters
 from adapters.simulators.faults import Faults
 from adapters.social_security import SocialSecurityAdapter
-from gateway.errors import ConfigError
+from gateway.domain.errors import ConfigError
 
 
 def departments(tmp_path: Path) -> dict[str, dict[str, object]]:

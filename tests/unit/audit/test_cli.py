@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import csv
@@ -14,17 +13,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.audit.cli import add_audit_commands
 from gateway.audit.note import NoteSigner, SignedCheckpoint
 from gateway.audit.storage import LATEST, checkpoint_paths, segment_paths
-from tests.unit.audit.conftest import ID_A, ORIGIN, PEPPER, access, fill, open_log
-
-
-def run(*argv: str | Path) -> int:
-    parser = argparse.ArgumentParser(prog="proofless")
-    add_audit_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["audit", *map(str, argv)])
-    return int(args.func(args))
+from tests.support.auditlog import ID_A, ORIGIN, PEPPER, access, fill, open_log
+from tests.support.auditlog import run_audit_cli as run
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from tests.unit.audit.conftest import access, open_log
+from tests.support.auditlog import access, open_log
 
 
 def parse_vkey(vkey: str) -> tuple[str, bytes, bytes]:

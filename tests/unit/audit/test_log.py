@@ -16,8 +16,8 @@ from gateway.audit import merkle
 from gateway.audit.entry import AuditEntryError, subject_of
 from gateway.audit.note import NoteVerifier, SignatureError, SignedCheckpoint
 from gateway.audit.storage import checkpoint_paths, segment_paths
-from gateway.errors import IntegrityError, InvalidArgument, Unavailable
-from tests.unit.audit.conftest import ID_A, PEPPER, access, fill, open_log
+from gateway.domain.errors import IntegrityError, InvalidArgument, Unavailable
+from tests.support.auditlog import ID_A, PEPPER, access, fill, open_log
 
 
 async def test_append_reopen_and_prove(tmp_path: Path, note_key: Ed25519PrivateKey) -> None:

@@ -19,7 +19,7 @@ from gateway.audit.note import (
     SignedCheckpoint,
     key_id,
 )
-from gateway.errors import ConfigError
+from gateway.domain.errors import ConfigError
 
 # golang.org/x/mod sumdb/note/note_test.go (BSD licence): TestNewSigner, TestSign, TestOpen
 PETER_SKEY = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"

@@ -11,10 +11,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.audit import tools
-from gateway.errors import PermissionDenied
-from gateway.policy import parse_policy
-from tests.unit.audit.conftest import access, open_log
-from tests.unit.audit.test_cli import run
+from gateway.domain.errors import PermissionDenied
+from gateway.domain.policy import parse_policy
+from tests.support.auditlog import access, open_log
+from tests.support.auditlog import run_audit_cli as run
 
 POLICY_V1 = b"""
 [callers.quangang-window]

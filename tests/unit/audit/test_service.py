@@ -13,11 +13,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gateway.audit import merkle
 from gateway.audit.log import AuditLog
 from gateway.audit.note import NoteVerifier, SignedCheckpoint
-from gateway.audit.service import AuditServicer
-from gateway.errors import InvalidArgument, NotFound, PermissionDenied
-from gateway.identity import Caller, current_caller
+from gateway.domain.errors import InvalidArgument, NotFound, PermissionDenied
+from gateway.server.audit_service import AuditServicer
+from gateway.server.identity import Caller, current_caller
 from proofless.v1 import audit_pb2
-from tests.unit.audit.conftest import ID_A, PEPPER, access, open_log
+from tests.support.auditlog import ID_A, PEPPER, access, open_log
 
 
 def as_caller(*roles: str) -> None:

@@ -9,7 +9,7 @@ import pytest
 from gateway.audit import merkle
 from gateway.audit.storage import SegmentStore, segment_paths
 from gateway.audit.tiles import TileTree, tile_path
-from gateway.errors import IntegrityError
+from gateway.domain.errors import IntegrityError
 
 
 def test_tile_paths_follow_tlog_tiles() -> None:

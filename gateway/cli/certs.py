@@ -1,0 +1,273 @@
+"""`proofless certs|policy|consent`: the command-line faces of the dev CA
+(gateway.devtools.pki), the policy (gateway.domain.policy) and consent (gateway.crypto.consent).
+Each command returns an exit code; a ProoflessError becomes its diagnostics on stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from gateway.crypto import consent, keys
+from gateway.devtools import pki
+from gateway.domain import policy
+from gateway.domain.errors import ProoflessError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _guarded(func: Command) -> Command:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except ProoflessError as err:
+            print(f"proofless: {err.diagnostics()}", file=sys.stderr)
+            return 1
+
+    run.__doc__ = func.__doc__
+    return run
+
+
+def _help_of(parser: argparse.ArgumentParser) -> Command:
+    def show(args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return 2
+
+    return show
+
+
+# ---- certs ------------------------------------------------------------------------------
+
+
+def cmd_certs_init(args: argparse.Namespace) -> int:
+    dev = pki.init_dev_pki(args.dir)
+    print(f"dev PKI ready in {dev.dir}")
+    for e in pki.list_certs(dev.dir):
+        print(f"  {e.kind:6} {e.subject:22} {e.role:9} {e.path}")
+    return 0
+
+
+def cmd_certs_issue(args: argparse.Namespace) -> int:
+    issued = pki.issue_client(args.dir, args.caller, args.role, days=args.days)
+    print(f"issued {issued.cert_path} (key {issued.key_path})")
+    print(f"  serial {issued.cert.serial_number:x}")
+    print(f"  valid until {issued.cert.not_valid_after_utc:%Y-%m-%d %H:%M}Z")
+    return 0
+
+
+def cmd_certs_revoke(args: argparse.Namespace) -> int:
+    serial = int(args.serial, 16) if args.serial else None
+    for e in pki.revoke(args.dir, args.caller, serial=serial):
+        print(f"revoked {e.subject} serial {e.serial:x}")
+    print(f"CRL re-signed: {pki.DevPki(Path(args.dir)).ca_crl}")
+    return 0
+
+
+def cmd_certs_list(args: argparse.Namespace) -> int:
+    print(f"{'caller':22} {'role':9} {'serial':40} {'not_after':17} revoked")
+    for e in pki.list_certs(args.dir):
+        revoked = e.revoked_at.strftime("%Y-%m-%d %H:%M") if e.revoked_at else "-"
+        print(
+            f"{e.subject:22} {e.role or e.kind:9} {e.serial:<40x} "
+            f"{e.not_after:%Y-%m-%d %H:%M} {revoked}"
+        )
+    return 0
+
+
+def cmd_certs_crl(args: argparse.Namespace) -> int:
+    crl = pki.write_crl(args.dir, days=args.days)
+    number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    print(f"CRL #{number} written to {pki.DevPki(Path(args.dir)).ca_crl}")
+    print(f"  this update {crl.last_update_utc:%Y-%m-%d %H:%M}Z")
+    if crl.next_update_utc is not None:
+        print(f"  next update {crl.next_update_utc:%Y-%m-%d %H:%M}Z")
+    for revoked in crl:
+        print(f"  revoked {revoked.serial_number:x} at {revoked.revocation_date_utc:%Y-%m-%d}")
+    return 0
+
+
+def _add_certs(sub: Any) -> None:
+    certs = sub.add_parser(
+        "certs",
+        help="dev CA, server and caller certificates, CRL, signing keys",
+        description="Manage a certificate directory: the CA, the gateway's server certificate, "
+        "client certificates whose URI SANs name the caller (urn:proofless:caller:<id>) and its "
+        "role, the CRL, and the Ed25519 keys and secrets the gateway reads.",
+    )
+    certs.set_defaults(func=_help_of(certs))
+    cs = certs.add_subparsers(dest="certs_command", metavar="ACTION")
+
+    def with_dir(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--dir", default="certs/dev", help="certificate directory (certs/dev)")
+
+    p = cs.add_parser(
+        "init",
+        help="create whatever of the dev PKI is missing (idempotent)",
+        description="Create the dev CA, server certificate (localhost, 127.0.0.1, ::1), one "
+        "client certificate per demo caller, an empty CRL and the signing keys and secrets. "
+        "Existing files are kept; .complete is written last. Private keys are mode 0600.",
+    )
+    with_dir(p)
+    p.set_defaults(func=_guarded(cmd_certs_init))
+
+    p = cs.add_parser(
+        "issue",
+        help="issue (or re-issue) a caller's client certificate",
+        description="Write clients/<caller>.pem and .key signed by the directory's CA and "
+        "record the certificate in index.json.",
+    )
+    with_dir(p)
+    p.add_argument("--caller", required=True, help="caller id, e.g. quangang-window")
+    p.add_argument("--role", required=True, choices=sorted(pki.ROLES), help="the caller's role")
+    p.add_argument("--days", type=int, default=pki.LEAF_DAYS, help="validity in days (365)")
+    p.set_defaults(func=_guarded(cmd_certs_issue))
+
+    p = cs.add_parser(
+        "revoke",
+        help="revoke a caller's certificates and re-sign the CRL",
+        description="Mark the caller's unrevoked certificates (or only --serial) revoked in "
+        "index.json and write a new ca.crl. A running gateway picks the CRL up on change.",
+    )
+    with_dir(p)
+    p.add_argument("--caller", required=True, help="caller id")
+    p.add_argument("--serial", help="only this serial (hex, as `certs list` shows it)")
+    p.set_defaults(func=_guarded(cmd_certs_revoke))
+
+    p = cs.add_parser(
+        "list",
+        help="list issued certificates",
+        description="Every certificate issued from the directory: caller, role, serial, "
+        "expiry and revocation.",
+    )
+    with_dir(p)
+    p.set_defaults(func=_guarded(cmd_certs_list))
+
+    p = cs.add_parser(
+        "crl",
+        help="re-sign the CRL and print it",
+        description="Re-sign ca.crl from index.json with the next CRL number and a fresh "
+        "next-update time, then print its revoked serials.",
+    )
+    with_dir(p)
+    p.add_argument("--days", type=int, default=pki.CRL_DAYS, help="CRL validity in days (365)")
+    p.set_defaults(func=_guarded(cmd_certs_crl))
+
+
+# ---- policy -----------------------------------------------------------------------------
+
+
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    pol = policy.load_policy(args.file)
+    print(f"{args.file}: valid, version {pol.version}")
+    print(f"  {len(pol.callers)} callers, {len(pol.items)} service items")
+    for item in pol.items.values():
+        records = "; ".join(f"{k}: {len(v)} fields" for k, v in sorted(item.records.items()))
+        flags = [
+            *(["consent"] if item.consent_required else []),
+            *(["purpose"] if item.purpose_required else []),
+            *([f"covert {item.covert_embargo_days}d"] if item.covert_embargo_days else []),
+        ]
+        print(
+            f"  {item.code:24} {', '.join(sorted(item.callers))} | "
+            f"{records or 'no records'} | {len(item.claims)} claims"
+            + (f" | {', '.join(flags)}" if flags else "")
+        )
+    return 0
+
+
+def cmd_policy_explain(args: argparse.Namespace) -> int:
+    pol = policy.load_policy(args.policy)
+    text = pol.explain(args.caller, args.item, args.proof)
+    print(text)
+    return 0 if policy.explain_allowed(text) else 1
+
+
+def _add_policy(sub: Any) -> None:
+    pol = sub.add_parser(
+        "policy",
+        help="check the access policy, explain a decision",
+        description="The access policy (用证清单): which caller may use which service item, "
+        "and for it which records, fields and claims. Deny by default.",
+    )
+    pol.set_defaults(func=_help_of(pol))
+    ps = pol.add_subparsers(dest="policy_command", metavar="ACTION")
+
+    p = ps.add_parser(
+        "check",
+        help="validate a policy file and summarise it",
+        description="Parse and validate a policy file; print its version (SHA-256) and a "
+        "summary, or the precise error (file, table, key) and exit 1.",
+    )
+    p.add_argument("file", help="policy TOML, e.g. deploy/config/policy.toml")
+    p.set_defaults(func=_guarded(cmd_policy_check))
+
+    p = ps.add_parser(
+        "explain",
+        help="why a caller may or may not use a proof for a service item",
+        description="Say whether CALLER may use PROOF (a record type: household, "
+        "social_security, property; or a claim type such as property.ownership) for ITEM, "
+        "with the fields it would see or the rule that denies it. Exit 0 allowed, 1 denied.",
+    )
+    p.add_argument("--policy", default="deploy/config/policy.toml", help="policy TOML")
+    p.add_argument("--caller", required=True, help="caller id")
+    p.add_argument("--item", required=True, help="service item code")
+    p.add_argument("--proof", required=True, help="record type or claim type")
+    p.set_defaults(func=_guarded(cmd_policy_explain))
+
+
+# ---- consent ----------------------------------------------------------------------------
+
+
+def cmd_consent_issue(args: argparse.Namespace) -> int:
+    key = keys.load_ed25519_private_key(args.key)
+    token = consent.issue_consent(
+        key,
+        applicant_id_number=args.id_number,
+        caller=args.caller,
+        item=args.item,
+        case_id=args.case,
+        ttl=args.ttl,
+    )
+    print(token)
+    return 0
+
+
+def _add_consent(sub: Any) -> None:
+    con = sub.add_parser(
+        "consent",
+        help="issue consent tokens (授权) for demos and tests",
+        description="Consent tokens: the applicant's authorisation, signed by a trusted "
+        "consent issuer, for one caller, service item and case.",
+    )
+    con.set_defaults(func=_help_of(con))
+    cs = con.add_subparsers(dest="consent_command", metavar="ACTION")
+    p = cs.add_parser(
+        "issue",
+        help="sign a consent token and print it",
+        description="Sign a single-use consent token with the issuer key and print the "
+        "compact JWS; pass it as context.consent_token.",
+    )
+    p.add_argument("--key", default="certs/dev/consent-issuer.key", help="issuer Ed25519 key")
+    p.add_argument("--id-number", required=True, help="the applicant's 18-character ID number")
+    p.add_argument("--caller", required=True, help="the approval system's caller id")
+    p.add_argument("--item", required=True, help="service item code")
+    p.add_argument("--case", required=True, help="case id (办件编号)")
+    p.add_argument(
+        "--ttl",
+        type=int,
+        default=consent.DEFAULT_TTL,
+        help=f"lifetime in seconds ({consent.DEFAULT_TTL}; at most {consent.MAX_LIFETIME})",
+    )
+    p.set_defaults(func=_guarded(cmd_consent_issue))
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register `certs`, `policy` and `consent` on the `proofless` command."""
+    _add_certs(subparsers)
+    _add_policy(subparsers)
+    _add_consent(subparsers)

@@ -1,0 +1,195 @@
+"""Layered configuration: a TOML file, then environment overrides.
+
+`PROOFLESS__SECTION__KEY=value` (double underscores between levels) overrides any key, e.g.
+`PROOFLESS__SERVER__LISTEN=0.0.0.0:50051` or `PROOFLESS__DEPARTMENTS__PROPERTY__DSN=...`.
+Values from the environment are parsed as TOML values when they parse (numbers, booleans,
+quoted strings, arrays) and taken as plain strings otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.domain.errors import ConfigError
+
+ENV_PREFIX = "PROOFLESS__"
+
+
+def _env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Return `data` with every PROOFLESS__A__B=value applied as data[a][b] = value."""
+    merged: dict[str, Any] = _deep_copy(data)
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        if not path:
+            continue
+        node = merged
+        for key in path[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{name}: {'.'.join(path)} goes through a non-table value")
+            node = child
+        node[path[-1]] = _env_value(raw)
+    return merged
+
+
+def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+
+
+def merge_tables(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """A new table: `base` with `over` laid on top, sub-tables merged key by key (how tests,
+    the demo, the cluster and the bench point the dev configuration elsewhere)."""
+    out = _deep_copy(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping):
+            current = out.get(key)
+            out[key] = merge_tables(current if isinstance(current, Mapping) else {}, value)
+        else:
+            out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen: str = "127.0.0.1:50051"
+    ops_listen: str = "127.0.0.1:9464"
+    default_deadline_ms: int = 5000
+    grace_seconds: float = 5.0
+    max_message_bytes: int = 1 << 20
+    max_concurrent_streams: int = 256
+    max_in_flight: int = 512
+    access_log: bool = True
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    ca: Path
+    cert: Path
+    key: Path
+    crl: Path | None = None
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    dir: Path
+    origin: str
+    note_key: Path
+    pepper_file: Path
+    checkpoint_every_entries: int = 256
+    checkpoint_every_ms: int = 1000
+    segment_bytes: int = 64 << 20
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig
+    tls: TlsConfig
+    proof_signing_key: Path
+    proof_issuer: str
+    audit: AuditConfig
+    policy_file: Path
+    departments: Mapping[str, Mapping[str, Any]]
+    simulators: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _table(data: Mapping[str, Any], name: str, source: str) -> Mapping[str, Any]:
+    value = data.get(name)
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{source}: missing table [{name}]")
+    return value
+
+
+def _get(table: Mapping[str, Any], key: str, kind: type, where: str, default: Any = ...) -> Any:
+    if key not in table:
+        if default is ...:
+            raise ConfigError(f"{where}: missing key {key!r}")
+        return default
+    value = table[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}.{key}: expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
+    server_t = data.get("server", {})
+    srv = ServerConfig(
+        listen=_get(server_t, "listen", str, f"{source} [server]", ServerConfig.listen),
+        ops_listen=_get(server_t, "ops_listen", str, f"{source} [server]", ServerConfig.ops_listen),
+        default_deadline_ms=_get(server_t, "default_deadline_ms", int, f"{source} [server]", 5000),
+        grace_seconds=_get(server_t, "grace_seconds", float, f"{source} [server]", 5.0),
+        max_message_bytes=_get(server_t, "max_message_bytes", int, f"{source} [server]", 1 << 20),
+        max_concurrent_streams=_get(
+            server_t, "max_concurrent_streams", int, f"{source} [server]", 256
+        ),
+        max_in_flight=_get(server_t, "max_in_flight", int, f"{source} [server]", 512),
+        access_log=_get(server_t, "access_log", bool, f"{source} [server]", True),
+    )
+    tls_t = _table(data, "tls", source)
+    crl = _get(tls_t, "crl", str, f"{source} [tls]", "")
+    tls = TlsConfig(
+        ca=Path(_get(tls_t, "ca", str, f"{source} [tls]")),
+        cert=Path(_get(tls_t, "cert", str, f"{source} [tls]")),
+        key=Path(_get(tls_t, "key", str, f"{source} [tls]")),
+        crl=Path(crl) if crl else None,
+    )
+    proofs_t = _table(data, "proofs", source)
+    audit_t = _table(data, "audit", source)
+    where = f"{source} [audit]"
+    audit = AuditConfig(
+        dir=Path(_get(audit_t, "dir", str, where)),
+        origin=_get(audit_t, "origin", str, where),
+        note_key=Path(_get(audit_t, "note_key", str, where)),
+        pepper_file=Path(_get(audit_t, "pepper_file", str, where)),
+        checkpoint_every_entries=_get(audit_t, "checkpoint_every_entries", int, where, 256),
+        checkpoint_every_ms=_get(audit_t, "checkpoint_every_ms", int, where, 1000),
+        segment_bytes=_get(audit_t, "segment_bytes", int, where, 64 << 20),
+    )
+    departments = data.get("departments", {})
+    if not isinstance(departments, Mapping):
+        raise ConfigError(f"{source}: [departments] must be a table")
+    return Config(
+        server=srv,
+        tls=tls,
+        proof_signing_key=Path(_get(proofs_t, "signing_key", str, f"{source} [proofs]")),
+        proof_issuer=_get(proofs_t, "issuer", str, f"{source} [proofs]", "proofless"),
+        audit=audit,
+        policy_file=Path(_get(_table(data, "policy", source), "file", str, f"{source} [policy]")),
+        departments=departments,
+        simulators=data.get("simulators", {}),
+        raw=data,
+    )
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such configuration file") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return parse_config(apply_env(data, os.environ if environ is None else environ), str(path))
+
+
+def host_port(address: str) -> tuple[str, int]:
+    """Split "host:port" or "[v6]:port"."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"{address!r}: expected host:port")
+    return host.strip("[]"), int(port)

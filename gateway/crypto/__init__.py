@@ -1,0 +1,1 @@
+"""Signatures and keys: compact JWS (EdDSA), signed proofs, consent tokens, key files."""

@@ -1,0 +1,88 @@
+"""One access, as the audit log records it: built up while a request runs, written once.
+
+Pure: no clock reads, no I/O. The servicer fills an `Access` as it learns things (the
+service item after validation, the subject after the ID checks out, the departments as it
+calls them) and turns it into exactly one audit entry, whatever the outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import grpc
+
+from gateway.domain.errors import (
+    NotFound,
+    PermissionDenied,
+    ProoflessError,
+    ResourceExhausted,
+    Unauthenticated,
+)
+from gateway.domain.times import rfc3339
+
+GRANTED, DENIED, NOT_FOUND, ERROR = "granted", "denied", "not_found", "error"
+
+
+def outcome_of(error: ProoflessError) -> str:
+    if isinstance(error, PermissionDenied | Unauthenticated | ResourceExhausted):
+        return DENIED
+    if isinstance(error, NotFound):
+        return NOT_FOUND
+    return ERROR
+
+
+@dataclass
+class Access:
+    rpc: str
+    request_id: str
+    caller: str
+    time: datetime
+    started: float  # time.perf_counter() at arrival, for latency_us
+    policy: str  # version (SHA-256) of the policy in force when the request arrived
+    service_item: str = ""
+    case_id: str = ""
+    purpose: str = ""
+    record_type: str = ""
+    claims: tuple[str, ...] = ()
+    departments: list[str] = field(default_factory=list)
+    subject: str = ""
+    proof_id: str = ""
+    digest: str = ""
+    covert_until: str = ""
+    appending: bool = False  # its entry is being (or has been) written: never write a second
+
+    def entry(
+        self,
+        *,
+        outcome: str,
+        code: grpc.StatusCode,
+        reason: str,
+        latency_us: int,
+    ) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "kind": "access",
+            "time": rfc3339(self.time),
+            "request_id": self.request_id,
+            "caller": self.caller,
+            "rpc": self.rpc,
+            "service_item": self.service_item,
+            "case_id": self.case_id,
+            "purpose": self.purpose,
+            "record_type": self.record_type,
+            "departments": sorted(set(self.departments)),
+            "outcome": outcome,
+            "status": code.name,
+            "reason": reason,
+            "latency_us": latency_us,
+            "proof_id": self.proof_id,
+            "digest": self.digest,
+            "subject": self.subject,
+            "policy": self.policy,
+        }
+        if self.claims:
+            entry["claims"] = list(self.claims)
+        if self.covert_until:
+            entry["covert_until"] = self.covert_until
+        return entry

@@ -1,0 +1,1 @@
+"""What operators see: the ops HTTP server, Prometheus metrics, logs, the live dashboard."""

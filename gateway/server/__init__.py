@@ -1,0 +1,1 @@
+"""The gRPC side: wiring, servicers, interceptors, admission, rate limits, resilience."""

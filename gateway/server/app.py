@@ -1,0 +1,322 @@
+"""Wiring: the gRPC server over mutual TLS, the ops HTTP server, and their lifecycle.
+
+`running_gateway(config)` starts everything and yields the bound ports (port 0 works, for
+tests); `serve(config)` runs until SIGTERM/SIGINT. Shutdown order matters: health goes
+NOT_SERVING first so load balancers stop sending, in-flight calls drain within the grace
+period, then the audit log flushes and signs its final checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
+
+from adapters.base import DepartmentAdapter
+from adapters.registry import build_adapters
+from gateway.audit.log import AuditLog
+from gateway.config import Config, host_port
+from gateway.config.reload import Reloadable
+from gateway.crypto import jws
+from gateway.crypto.keys import load_certificate, load_ed25519_private_key, load_revoked_serials
+from gateway.crypto.proofs import ProofSigner
+from gateway.domain.access import Access
+from gateway.domain.errors import ConfigError, ProoflessError, Unauthenticated
+from gateway.domain.policy import Policy, load_policy
+from gateway.ops.http import OpsServer
+from gateway.ops.metrics import Metrics
+from gateway.server.admission import Admission
+from gateway.server.audit_service import AuditServicer
+from gateway.server.identity import Caller
+from gateway.server.interceptors import GatewayInterceptor
+from gateway.server.ratelimit import build_rate_limiter
+from gateway.server.resilience import ResilienceConfig, ResilientAdapter
+from gateway.server.verification import ServiceDeps, VerificationServicer
+from proofless.v1 import audit_pb2, audit_pb2_grpc, verification_pb2, verification_pb2_grpc
+
+log = logging.getLogger("proofless.server")
+
+SERVICE_NAMES = (
+    verification_pb2.DESCRIPTOR.services_by_name["VerificationService"].full_name,
+    audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+)
+WATCH_INTERVAL_S = 1.0
+# after the grace period: how long cancelled calls get to write their audit entries
+DRAIN_AUDIT_TIMEOUT_S = 5.0
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {what} ({exc.strerror})") from exc
+
+
+def load_revoked(crl_path: Path | None, ca_path: Path) -> frozenset[int]:
+    """Serials revoked by the CA's CRL, whose signature and issuer are checked against the CA.
+    No CRL configured: nothing revoked."""
+    if crl_path is None:
+        return frozenset()
+    return load_revoked_serials(crl_path, load_certificate(ca_path))
+
+
+class TlsMaterial:
+    """Server certificate, key and client CA, re-read when the files change: grpc asks the
+    fetcher at each new handshake, so rotation needs no restart and live connections stay."""
+
+    def __init__(self, config: Config) -> None:
+        self._tls = config.tls
+        self._files = Reloadable(
+            "TLS material", [config.tls.cert, config.tls.key, config.tls.ca], self._configuration
+        )
+
+    def _configuration(self) -> grpc.ServerCertificateConfiguration:
+        return grpc.ssl_server_certificate_configuration(
+            [(_read(self._tls.key, "server key"), _read(self._tls.cert, "server certificate"))],
+            root_certificates=_read(self._tls.ca, "CA certificate"),
+        )
+
+    def _fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        return self._files.value if self._files.reload() else None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.dynamic_ssl_server_credentials(
+            self._files.value, self._fetch, require_client_authentication=True
+        )
+
+
+@dataclass
+class RunningGateway:
+    address: str
+    port: int
+    ops_port: int
+    audit: AuditLog
+    policy: Reloadable[Policy]
+    metrics: Metrics
+    signer: ProofSigner
+    health: health.aio.HealthServicer
+    server: grpc.aio.Server
+    servicer: VerificationServicer
+    interceptor: GatewayInterceptor
+
+
+def _grpc_options(config: Config) -> list[tuple[str, Any]]:
+    s = config.server
+    return [
+        ("grpc.max_concurrent_streams", s.max_concurrent_streams),
+        ("grpc.max_receive_message_length", s.max_message_bytes),
+        ("grpc.max_send_message_length", 16 * s.max_message_bytes),
+        ("grpc.so_reuseport", 1),
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(
+    config: Config,
+    *,
+    registry: CollectorRegistry | None = None,
+    adapters: Mapping[str, DepartmentAdapter[Any]] | None = None,
+) -> AsyncIterator[RunningGateway]:
+    """`adapters` replaces the ones built from `config.departments` (benchmarks, tests); they
+    are still wrapped in the resilience layer configured for their department."""
+    metrics = Metrics(registry or CollectorRegistry())
+    signer = ProofSigner(load_ed25519_private_key(config.proof_signing_key))
+
+    def policy_in_force() -> Policy:
+        loaded = load_policy(config.policy_file)
+        metrics.known_labels(callers=loaded.callers, service_items=loaded.items)
+        return loaded
+
+    policy = Reloadable("policy", [config.policy_file], policy_in_force)
+    revoked = Reloadable(
+        "CRL",
+        [config.tls.crl] if config.tls.crl else [],
+        lambda: load_revoked(config.tls.crl, config.tls.ca),
+    )
+    pepper = _read(config.audit.pepper_file, "audit pepper")
+    consent_keys = _consent_keys(config)
+    tls = TlsMaterial(config)
+
+    audit = await AuditLog.open(
+        config.audit.dir,
+        origin=config.audit.origin,
+        note_key=load_ed25519_private_key(config.audit.note_key),
+        checkpoint_every_entries=config.audit.checkpoint_every_entries,
+        checkpoint_every_ms=config.audit.checkpoint_every_ms,
+        segment_bytes=config.audit.segment_bytes,
+    )
+    inner = build_adapters(config.departments) if adapters is None else adapters
+    resilient: dict[str, DepartmentAdapter[Any]] = {
+        name: ResilientAdapter(
+            adapter,
+            ResilienceConfig.from_table(
+                config.departments.get(name, {}), where=f"departments.{name}"
+            ),
+            on_state_change=metrics.breaker_state,
+        )
+        for name, adapter in inner.items()
+    }
+    for name in resilient:  # every department on the dashboard from the start, breaker closed
+        metrics.breaker_state(name, "closed")
+    limiter = build_rate_limiter(config.raw.get("ratelimit", {}))
+
+    def check_caller(caller: Caller) -> None:
+        if caller.serial in revoked.value:
+            raise Unauthenticated("the client certificate is revoked", reason="CERTIFICATE_REVOKED")
+        if caller.not_after < datetime.now(UTC):
+            raise Unauthenticated(
+                "the client certificate has expired", reason="CERTIFICATE_EXPIRED"
+            )
+
+    async def audit_rejected(rpc: str, request_id: str, err: ProoflessError) -> None:
+        access = Access(
+            rpc=rpc,
+            request_id=request_id,
+            caller="unauthenticated",
+            time=datetime.now(UTC),
+            started=0.0,
+            policy=policy.value.version,
+        )
+        entry = access.entry(outcome="denied", code=err.code, reason=err.reason, latency_us=0)
+        await audit.append(entry)
+        metrics.denial(err.reason)
+
+    deps = ServiceDeps(
+        policy=policy,
+        adapters=resilient,
+        audit=audit,
+        signer=signer,
+        pepper=pepper,
+        metrics=metrics,
+        issuer=config.proof_issuer,
+        consent_keys=consent_keys,
+        limiter=limiter,
+        admission=Admission(config.server.max_in_flight),
+        default_deadline_s=config.server.default_deadline_ms / 1000,
+    )
+    interceptor = GatewayInterceptor(
+        metrics,
+        check_caller=check_caller,
+        on_rejected=audit_rejected,
+        access_log=config.server.access_log,
+    )
+    server = grpc.aio.server(interceptors=[interceptor], options=_grpc_options(config))
+    servicer = VerificationServicer(deps)
+    verification_pb2_grpc.add_VerificationServiceServicer_to_server(servicer, server)
+    audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(audit, pepper), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    host, port = host_port(config.server.listen)
+    bound = server.add_secure_port(
+        f"{host}:{port}" if ":" not in host else f"[{host}]:{port}", tls.credentials()
+    )
+    if bound == 0:
+        raise ConfigError(f"{config.server.listen}: cannot listen there")
+
+    serving = False
+    ops = OpsServer(
+        metrics=metrics,
+        jwks=signer.jwks,
+        audit_vkey=lambda: audit.vkey,
+        ready=lambda: serving,
+    )
+    watcher: asyncio.Task[None] | None = None
+    try:
+        await server.start()
+        ops_host, ops_port = host_port(config.server.ops_listen)
+        ops_bound = await ops.start(ops_host, ops_port)
+        for name in ("", *SERVICE_NAMES):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        serving = True
+        watcher = asyncio.create_task(
+            _watch([policy, revoked], audit, metrics), name="proofless-watch"
+        )
+        log.info("serving", extra={"port": bound, "ops_port": ops_bound})
+        yield RunningGateway(
+            address=f"{host}:{bound}",
+            port=bound,
+            ops_port=ops_bound,
+            audit=audit,
+            policy=policy,
+            metrics=metrics,
+            signer=signer,
+            health=health_servicer,
+            server=server,
+            servicer=servicer,
+            interceptor=interceptor,
+        )
+    finally:
+        serving = False
+        await health_servicer.enter_graceful_shutdown()
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        await server.stop(config.server.grace_seconds)
+        try:
+            async with asyncio.timeout(DRAIN_AUDIT_TIMEOUT_S):
+                await servicer.drained()
+        except TimeoutError:
+            log.error("calls still unaudited at shutdown; closing the audit log anyway")
+        await audit.close()
+        for adapter in resilient.values():
+            await adapter.close()
+        await limiter.close()
+        await ops.stop()
+
+
+async def _watch(files: list[Reloadable[Any]], audit: AuditLog, metrics: Metrics) -> None:
+    """Once a second: reload changed files, publish the latest checkpoint's size and age."""
+    signed_size = -1
+    while True:
+        for f in files:
+            f.reload()
+        checkpoint = audit.latest_checkpoint()
+        if checkpoint.size != signed_size:
+            signed_size = checkpoint.size
+            metrics.checkpoint_signed(signed_size, time.time())
+        await asyncio.sleep(WATCH_INTERVAL_S)
+
+
+def _consent_keys(config: Config) -> dict[str, Any]:
+    path = config.raw.get("consent", {}).get("issuers_jwks")
+    if not path:
+        return {}
+    try:
+        return jws.keys_from_jwks(json.loads(_read(Path(path), "consent issuer JWKS")))
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"{path}: not a JWKS of Ed25519 keys") from exc
+
+
+async def serve(
+    config: Config, *, on_ready: Callable[[RunningGateway], None] | None = None
+) -> None:
+    """Serve until SIGTERM or SIGINT; SIGHUP reloads the policy and the CRL."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_gateway(config) as gw:
+        loop.add_signal_handler(signal.SIGHUP, lambda: gw.policy.reload(force=True))
+        if on_ready is not None:
+            on_ready(gw)
+        await stop.wait()
+        log.info("stopping: draining in-flight calls")
