@@ -29,12 +29,6 @@ KIND_ACCESS = "access"
 KIND_RECOVERY = "recovery"
 KIND_START = "start"
 
-OUTCOME_GRANTED = "granted"
-OUTCOME_DENIED = "denied"
-OUTCOME_NOT_FOUND = "not_found"
-OUTCOME_ERROR = "error"
-OUTCOMES = frozenset({OUTCOME_GRANTED, OUTCOME_DENIED, OUTCOME_NOT_FOUND, OUTCOME_ERROR})
-
 
 class AuditEntryError(ProoflessError):
     """The gateway tried to log something that is not a canonical entry (a bug, not input)."""

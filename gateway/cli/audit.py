@@ -22,6 +22,7 @@ from gateway.audit.storage import CHECKPOINTS, LATEST, checkpoint_name, store_ch
 from gateway.audit.verify import verify_log
 from gateway.domain.errors import ConfigError, ProoflessError
 from gateway.domain.policy import parse_policy
+from gateway.domain.vocabulary import OUTCOMES
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -233,7 +234,7 @@ def add_audit_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--pepper-file", type=Path, help="file holding the audit pepper")
     p.add_argument("--since", help="only entries at or after this RFC 3339 UTC time")
     p.add_argument("--until", help="only entries before this RFC 3339 UTC time")
-    p.add_argument("--outcome", choices=["granted", "denied", "not_found", "error"])
+    p.add_argument("--outcome", choices=sorted(OUTCOMES))
     p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl", help="default jsonl")
     p.set_defaults(func=cmd_replay)
 

@@ -17,6 +17,7 @@ from gateway.crypto import consent, keys
 from gateway.devtools import pki
 from gateway.domain import policy
 from gateway.domain.errors import ProoflessError
+from gateway.domain.vocabulary import ROLES
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -123,7 +124,7 @@ def _add_certs(sub: Any) -> None:
     )
     with_dir(p)
     p.add_argument("--caller", required=True, help="caller id, e.g. quangang-window")
-    p.add_argument("--role", required=True, choices=sorted(pki.ROLES), help="the caller's role")
+    p.add_argument("--role", required=True, choices=sorted(ROLES), help="the caller's role")
     p.add_argument("--days", type=int, default=pki.LEAF_DAYS, help="validity in days (365)")
     p.set_defaults(func=_guarded(cmd_certs_issue))
 

@@ -51,9 +51,9 @@ from gateway.crypto.keys import (
     write_public,
 )
 from gateway.domain.errors import ConfigError
+from gateway.domain.vocabulary import ROLES
 from gateway.server.identity import CALLER_URI_PREFIX, ROLE_URI_PREFIX
 
-ROLES = frozenset({"approval", "auditor", "portal", "witness"})
 CA_DAYS = 3650
 LEAF_DAYS = 365
 #: The dev CRL is valid this long; `proofless certs crl` re-signs it.

@@ -13,24 +13,19 @@ from typing import Any
 
 import grpc
 
+from gateway.domain import vocabulary
 from gateway.domain.errors import (
-    NotFound,
-    PermissionDenied,
     ProoflessError,
-    ResourceExhausted,
-    Unauthenticated,
 )
 from gateway.domain.times import rfc3339
+from gateway.domain.vocabulary import DENIED, ERROR, GRANTED, INVALID, NOT_FOUND
 
-GRANTED, DENIED, NOT_FOUND, ERROR = "granted", "denied", "not_found", "error"
+__all__ = ["DENIED", "ERROR", "GRANTED", "INVALID", "NOT_FOUND", "Access", "outcome_of"]
 
 
 def outcome_of(error: ProoflessError) -> str:
-    if isinstance(error, PermissionDenied | Unauthenticated | ResourceExhausted):
-        return DENIED
-    if isinstance(error, NotFound):
-        return NOT_FOUND
-    return ERROR
+    """The audit outcome of a call that failed with `error` (gateway.domain.vocabulary)."""
+    return vocabulary.outcome_of(error.code)
 
 
 @dataclass

@@ -36,9 +36,8 @@ from types import MappingProxyType
 from typing import Any
 
 from gateway.domain.errors import ConfigError, PermissionDenied
+from gateway.domain.vocabulary import ROLES
 from proofless.v1 import verification_pb2
-
-ROLES = frozenset({"approval", "auditor", "portal", "witness"})
 
 #: record type → the proofless.v1 message whose top-level fields a grant may name
 RECORD_MESSAGES: Mapping[str, str] = MappingProxyType(

@@ -40,6 +40,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from gateway import __version__
+from gateway.domain.vocabulary import OUTCOMES
 
 OTHER: Final = "other"
 #: distinct values one label may take before new values collapse to "other"
@@ -57,7 +58,7 @@ AUDIT_BUCKETS: Final = (
 )  # fmt: skip
 
 #: request outcomes, as in the audit entry; "error" is what the error rate counts
-REQUEST_OUTCOMES: Final = frozenset({"granted", "denied", "not_found", "invalid", "error"})
+REQUEST_OUTCOMES: Final = OUTCOMES
 #: department call outcomes; every outcome except these two counts as a department error
 DEPARTMENT_OK_OUTCOMES: Final = frozenset({"ok", "not_found"})
 #: circuit-breaker states and the gauge value each is exported as

