@@ -144,3 +144,30 @@ class IntegrityError(ProoflessError):
 
     code = grpc.StatusCode.DATA_LOSS
     reason = "INTEGRITY"
+
+
+# ---- what a department's answer can be, other than a record ---------------------------------
+
+
+class RecordNotFound(NotFound):
+    """The department does not know the subject (查无此人)."""
+
+    reason = "RECORD_NOT_FOUND"
+
+
+class DepartmentUnavailable(Unavailable):
+    """The department cannot answer now: down, refusing, or answering with an error code."""
+
+    reason = "DEPARTMENT_UNAVAILABLE"
+
+
+class DepartmentMalformed(DepartmentUnavailable):
+    """The department answered, but not with something the mapping can read."""
+
+    reason = "DEPARTMENT_MALFORMED_RESPONSE"
+
+
+class DepartmentTimeout(DeadlineExceeded):
+    """The department did not answer within the call's budget."""
+
+    reason = "DEPARTMENT_TIMEOUT"

@@ -105,7 +105,7 @@ class ResilientAdapter(Generic[R]):
             cfg.retry_budget_window_ms / 1000,
             clock=clock,
         )
-        self._flights: SingleFlight[str, Fetched[R]] = SingleFlight()
+        self._flights: SingleFlight[tuple[str, str], Fetched[R]] = SingleFlight()
         self._hedge_tasks: set[asyncio.Task[Fetched[R]]] = set()
         self._closed = False
         self._calls = self._attempts = self._retries = self._hedges = 0
@@ -138,11 +138,11 @@ class ResilientAdapter(Generic[R]):
             self._timeouts += 1
             raise DepartmentTimeout(f"{self.department}: no time left before the deadline")
         try:
-            # Identical = the same person (the adapter is per department): a department
+            # Identical = the same evidence about the same subject: a department
             # answers with the whole record and the read mask is applied above. The shared
             # call carries the first caller's request id.
             return await self._flights.do(
-                query.id_number, deadline, lambda flight: self._call(query, flight)
+                query.key, deadline, lambda flight: self._call(query, flight)
             )
         except TimeoutError:
             self._timeouts += 1
