@@ -43,6 +43,10 @@ def read_secret(path: str, department: str, what: str) -> str:
         raise ConfigError(
             f"department {department}: cannot read the {what} file {path} ({exc.strerror})"
         ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"department {department}: the {what} file {path} is not UTF-8 text"
+        ) from None
     if not value:
         raise ConfigError(f"department {department}: the {what} file {path} is empty")
     return value
@@ -178,6 +182,10 @@ def authenticator(spec: AuthSpec, department: str, http: JsonDepartmentClient) -
     s = spec.settings
     if spec.scheme == "hmac_appkey":
         secret = read_secret(s["secret_file"], department, "app secret")
+        if not secret.isascii():  # the registry reads its key as ASCII (adapters.signing)
+            raise ConfigError(
+                f"department {department}: the app secret file {s['secret_file']} is not ASCII"
+            )
         return HmacAppKey(s["app_key"], secret.encode("ascii", "strict"))
     if spec.scheme == "api_key":
         key = read_secret(s["key_file"], department, "API key")

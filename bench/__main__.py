@@ -231,12 +231,13 @@ def workers_rounds(work: Path, sims: Server, args: argparse.Namespace) -> dict[s
             "AUDIT__NOTE_KEY": raw["audit"]["note_key"],
             "AUDIT__PEPPER_FILE": raw["audit"]["pepper_file"],
             "POLICY__FILE": raw["policy"]["file"],
-            "DEPARTMENTS__HOUSEHOLD__URL": f'"{sims_info["household_url"]}"',
-            "DEPARTMENTS__HOUSEHOLD__APP_SECRET_FILE": raw["departments"]["household"][
-                "app_secret_file"
+            "CATALOGUE__DIR": raw["catalogue"]["dir"],
+            "DEPARTMENTS__HOUSEHOLD__ENDPOINT": f'"{sims_info["household_url"]}"',
+            "DEPARTMENTS__HOUSEHOLD__AUTH__SECRET_FILE": raw["departments"]["household"]["auth"][
+                "secret_file"
             ],
-            "DEPARTMENTS__SOCIAL_SECURITY__URL": f'"{sims_info["social_security_url"]}"',
-            "DEPARTMENTS__PROPERTY__DSN": f'"{sims_info["property_dsn"]}"',
+            "DEPARTMENTS__SOCIAL_SECURITY__ENDPOINT": f'"{sims_info["social_security_url"]}"',
+            "DEPARTMENTS__PROPERTY__ENDPOINT": f'"{sims_info["property_dsn"]}"',
             "CONSENT__ISSUERS_JWKS": raw["consent"]["issuers_jwks"],
         }
         env.update({f"PROOFLESS__{k}": v for k, v in flat.items()})

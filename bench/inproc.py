@@ -61,16 +61,16 @@ def _replace(owner: Any, name: str, stand_in: Any) -> None:
 
 def _without_validation() -> None:
     """Each request is validated once; later calls with the same message reuse the answer."""
-    real = gateway.server.verification.validate_record_request
+    real = gateway.server.verification.record_request
     seen: dict[int, Any] = {}
 
-    def validate(request: Any, record_message: Any, **kw: Any) -> Any:
-        key = id(request)  # the driver cycles through one fixed list of request messages
+    def validate(context: Any, applicant: Any, *args: Any, **kw: Any) -> Any:
+        key = id(applicant)  # the driver cycles through one fixed list of request messages
         if key not in seen:
-            seen[key] = real(request, record_message, **kw)
+            seen[key] = real(context, applicant, *args, **kw)
         return seen[key]
 
-    _replace(gateway.server.verification, "validate_record_request", validate)
+    _replace(gateway.server.verification, "record_request", validate)
 
 
 def _without_signature() -> None:

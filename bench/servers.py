@@ -31,24 +31,43 @@ from typing import Any
 
 import grpc
 
-from adapters import mapping
-from adapters.base import DepartmentId, Fetched, RecordNotFound, RecordQuery
-from adapters.household import HouseholdAdapter
+from adapters.base import DepartmentAdapter, DepartmentId, Fetched, RecordNotFound, RecordQuery
+from adapters.connectors import build_connector
+from adapters.connectors.common import records
 from adapters.simulators.datagen import generate
 from adapters.simulators.household import person_payload
 from bench.setup import POPULATION, RECORD_FIELDS, SEED, Workdir
+from gateway.catalogue import Catalogue, load_catalogue
+from gateway.catalogue.mapping import TypedBuilder
 from gateway.config import parse_config
 from gateway.devtools.pki import DevPki
 from proofless.v1 import verification_pb2 as pb
 from proofless.v1 import verification_pb2_grpc as pb_grpc
 
 
+def bench_catalogue() -> Catalogue:
+    return load_catalogue(Path(__file__).resolve().parents[1] / "deploy" / "catalogue")
+
+
+def household_records() -> dict[str, tuple[dict[str, Any], datetime]]:
+    """Everyone in the bench population as the household connector maps them (canonical
+    record and as-of time), by the deployed catalogue's own mapping."""
+    evidence = bench_catalogue().evidence["household"]
+    population = generate(seed=SEED, size=POPULATION)
+    out: dict[str, tuple[dict[str, Any], datetime]] = {}
+    for idn, person in population.people.items():
+        data = person_payload(population, person)
+        out[idn] = records(evidence, data, idn, data)
+    return out
+
+
 def canned_record() -> tuple[str, pb.HouseholdRecord, datetime]:
-    """The household head of the bench population, as the household adapter maps it."""
+    """The household head of the bench population, as the gateway types it."""
     population = generate(seed=SEED, size=POPULATION)
     idn = population.scenarios["household_head"]
-    data = person_payload(population, population.people[idn])
-    return idn, mapping.household_record(data), mapping.as_of(data["GXSJ"], "household")
+    record, as_of = household_records()[idn]
+    builder = TypedBuilder(bench_catalogue().evidence["household"])
+    return idn, builder.build(record), as_of
 
 
 class InProcessHousehold:
@@ -59,25 +78,17 @@ class InProcessHousehold:
     department: DepartmentId = "household"
 
     def __init__(self, delay_s: float = 0.0) -> None:
-        population = generate(seed=SEED, size=POPULATION)
-        self._records: dict[str, tuple[pb.HouseholdRecord, datetime]] = {}
-        for idn, person in population.people.items():
-            data = person_payload(population, person)
-            self._records[idn] = (
-                mapping.household_record(data),
-                mapping.as_of(data["GXSJ"], "household"),
-            )
+        self._records = household_records()
         self._delay_s = delay_s
 
-    async def fetch(self, query: RecordQuery, deadline: float) -> Fetched[pb.HouseholdRecord]:
+    async def fetch(self, query: RecordQuery, deadline: float) -> Fetched[dict[str, Any]]:
         if self._delay_s:
             await asyncio.sleep(self._delay_s)
-        found = self._records.get(query.id_number)
+        found = self._records.get(query.subject)
         if found is None:
             raise RecordNotFound("household: no such person")
-        record = pb.HouseholdRecord()
-        record.CopyFrom(found[0])  # a fresh message per fetch, as a real adapter returns
-        return Fetched(self.department, record, found[1])
+        # a fresh dict per fetch, as a real connector returns
+        return Fetched(self.department, dict(found[0]), found[1], "household")
 
     async def health(self) -> bool:
         return True
@@ -129,16 +140,18 @@ class PassThroughServicer(pb_grpc.VerificationServiceServicer):
     """B1: the irreducible work of a gateway: the same department call through the same
     signed, pooled adapter, the answer mapped and returned."""
 
-    def __init__(self, adapter: HouseholdAdapter) -> None:
+    def __init__(self, adapter: DepartmentAdapter[Any], builder: TypedBuilder) -> None:
         self._adapter = adapter
+        self._builder = builder
 
     async def GetHouseholdRecord(self, request: Any, context: Any) -> pb.HouseholdRecordResponse:
         fetched = await self._adapter.fetch(
-            RecordQuery(request.applicant.id_number), time.monotonic() + 5
+            RecordQuery(request.applicant.id_number, evidence="household"), time.monotonic() + 5
         )
+        record = self._builder.build(fetched.record)
         masked = pb.HouseholdRecord()
         for name in RECORD_FIELDS:
-            setattr(masked, name, getattr(fetched.record, name))
+            setattr(masked, name, getattr(record, name))
         return pb.HouseholdRecordResponse(record=masked)
 
 
@@ -167,10 +180,10 @@ async def bare_server(
 
 
 def _with_sims(raw: dict[str, Any], sims: dict[str, str]) -> dict[str, Any]:
-    deps = raw["departments"]
-    deps["household"]["url"] = sims["household_url"]
-    deps["social_security"]["url"] = sims["social_security_url"]
-    deps["property"]["dsn"] = sims["property_dsn"]
+    deps = raw.setdefault("departments", {})
+    deps.setdefault("household", {})["endpoint"] = sims["household_url"]
+    deps.setdefault("social_security", {})["endpoint"] = sims["social_security_url"]
+    deps.setdefault("property", {})["endpoint"] = sims["property_dsn"]
     return raw
 
 
@@ -194,10 +207,9 @@ async def main(args: argparse.Namespace) -> None:
         raw = _with_sims(raw, sims)
     kind = args.kind
     if kind == "sims":
-        from adapters.simulators import run_simulators  # noqa: PLC0415 - sims process only
+        from gateway.devtools.recipe import simulated  # noqa: PLC0415 - sims process only
 
-        secret = work.pki.household_secret.read_text().strip().encode()
-        async with run_simulators(raw["simulators"], raw["departments"], secret=secret) as s:
+        async with simulated(raw) as (s, _):
             _ready(
                 household_url=s.household_url,
                 social_security_url=s.social_security_url,
@@ -217,9 +229,11 @@ async def main(args: argparse.Namespace) -> None:
             _ready(port=port)
             await _until_stopped()
     elif kind == "b1":
-        adapter = HouseholdAdapter.from_config(raw["departments"]["household"])
+        catalogue = load_catalogue(Path(raw["catalogue"]["dir"]), raw.get("departments"))
+        adapter = build_connector(catalogue.departments["household"], catalogue)
+        builder = TypedBuilder(catalogue.evidence["household"])
         try:
-            async with bare_server(work, PassThroughServicer(adapter)) as port:
+            async with bare_server(work, PassThroughServicer(adapter, builder)) as port:
                 _ready(port=port)
                 await _until_stopped()
         finally:

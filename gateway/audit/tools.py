@@ -230,9 +230,6 @@ def witness(
 # recheck: grants against the policy version in force at the time
 
 
-RECORD_TYPES = frozenset({"household", "social_security", "property"})
-
-
 @dataclass(frozen=True)
 class Regrant:
     """A granted entry the policy in force did not allow, or whose policy is not at hand."""
@@ -271,14 +268,19 @@ def _decide(policy: Policy, e: dict[str, Any]) -> str | None:
             claims = e.get("claims") or []
             if not isinstance(claims, list):
                 return "entry's claims field is not a list"
-            policy.authorize_claims(caller, item, [str(c) for c in claims])
-        elif record_type in RECORD_TYPES:
-            policy.authorize_record(caller, item, record_type, [])
-        elif record_type == "catalogue":  # ListServiceItems: any caller the policy names
+            asked: list[tuple[str, dict[str, Any]]] = []
+            for c in claims:
+                # {"type", "params"}; a plain string in entries written before parameters were
+                if isinstance(c, dict):
+                    asked.append((str(c.get("type", "")), dict(c.get("params") or {})))
+                else:
+                    asked.append((str(c), {}))
+            policy.authorize_claims(caller, item, asked)
+        elif record_type == "catalogue":  # discovery: any caller the policy names
             if policy.caller(caller) is None:
                 return "NOT ALLOWED (CALLER_UNKNOWN): caller is not in the policy"
-        else:
-            return f"unknown record type {record_type!r}"
+        else:  # an evidence type
+            policy.authorize_record(caller, item, record_type, [])
     except PermissionDenied as err:
         return f"NOT ALLOWED ({err.reason}): {err.message}"
     return None

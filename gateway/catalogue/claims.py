@@ -61,7 +61,7 @@ Results: TypeAlias = Mapping[Need, Fetch | ProoflessError]
 class ParsedClaim:
     id: str
     spec: ClaimSpec
-    values: Mapping[str, Any]  # typed, defaults filled in; None where not given
+    values: Mapping[str, Any]  # typed, as given; None where not given
     persons: Mapping[str, str]  # rule variable → the normalised ID number of that person
 
     @property
@@ -73,12 +73,20 @@ class ParsedClaim:
         others = tuple(Need(self.spec.evidence, idn) for idn in self.persons.values())
         return own + others
 
+    @property
+    def effective(self) -> dict[str, Any]:
+        """The values the claim is decided with: defaults filled in where none was given
+        (after the policy has pinned what it pins)."""
+        return {
+            p.name: self.values[p.name] if self.values.get(p.name) is not None else p.default
+            for p in self.spec.params
+        }
+
     def rule_params(self) -> dict[str, Any]:
         """Every declared parameter, as the rule sees it: a value not given is empty."""
+        effective = self.effective
         return {
-            p.name: self.values[p.name]
-            if self.values.get(p.name) is not None
-            else _EMPTY.get(p.type, "")
+            p.name: effective[p.name] if effective[p.name] is not None else _EMPTY.get(p.type, "")
             for p in self.spec.params
         }
 
@@ -103,7 +111,7 @@ class _Reader:
         if value is None or value == "":
             if p.required:
                 self.bad(p.name, "required")
-            return p.default
+            return None
         kind = p.type
         if kind == "region":
             if not is_region_code(value):
@@ -266,8 +274,9 @@ def disclosed_params(claim: ParsedClaim, bind: Callable[[str], str]) -> dict[str
     """The claim's parameters as answered (defaults filled in, absent ones left out), with a
     person or organisation named only by its keyed binding."""
     out: dict[str, Any] = {}
+    effective = claim.effective
     for p in claim.spec.params:
-        value = claim.values.get(p.name)
+        value = effective.get(p.name)
         if value is None:
             continue
         if p.type in ("person", "organisation"):
@@ -319,6 +328,11 @@ def evaluate(
             verdict = HOLDS if spec.rule.evaluate(activation) is True else DOES_NOT_HOLD
     except _Undetermined as undetermined:
         verdict, status, message = UNDETERMINED, undetermined.code, undetermined.message
+    except (TypeError, KeyError, AttributeError, ValueError, IndexError):
+        # A record not of its schema's shape (a connector bug) decides nothing; the message
+        # quotes nothing of the record.
+        verdict, status = UNDETERMINED, "INTERNAL"
+        message = f"the {department} department's record is not of its evidence type's shape"
     # Plain JSON types (dict, str, int, bool) so the proof layer can serialise it as is.
     disclosed = {
         "claim": spec.code,
@@ -366,7 +380,12 @@ def _activation(
             failure = failure or exc
             continue
         if answer is _NOT_FOUND:
-            missing = True
+            if catalogue.evidence[need.evidence].cardinality == "many":
+                # A register of 0..n records (properties, licences) that does not know the
+                # subject holds nothing for them: the empty list, which the rule decides.
+                found[var] = Fetch(department, [], None)
+            else:
+                missing = True
         else:
             found[var] = answer
     if missing:

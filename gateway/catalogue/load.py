@@ -47,10 +47,12 @@ class CatalogueError(ConfigError):
 
 
 def catalogue_version(files: Mapping[str, bytes]) -> str:
+    """Names the content, not where it lies: the same files give the same version loaded
+    from any directory (each file by its base name)."""
     digest = hashlib.sha256()
-    for name in sorted(files):
+    for name in sorted(files, key=lambda n: Path(n).name):
         data = files[name]
-        digest.update(f"{name}\n{len(data)}\n".encode())
+        digest.update(f"{Path(name).name}\n{len(data)}\n".encode())
         digest.update(data)
     return digest.hexdigest()
 

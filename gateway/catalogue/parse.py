@@ -118,7 +118,7 @@ def parse_file(text: str, source: str, overrides: Mapping[str, Any] | None = Non
         assert dep_table is not None
         code = dep_table.text("code")
         if overrides and code in overrides:
-            dep_table.data = _merged(dep_table.data, overrides[code])
+            dep_table.data = _merged(dep_table.data, _as_department(overrides[code]))
         out.department = _department(dep_table, source)
     except Invalid:
         return out
@@ -134,6 +134,39 @@ def parse_file(text: str, source: str, overrides: Mapping[str, Any] | None = Non
             continue
         out.evidence[code] = evidence
         out.claims.extend(claims)
+    return out
+
+
+_DEPARTMENT_KEYS = frozenset(
+    {
+        "code",
+        "name",
+        "english",
+        "connector",
+        "endpoint",
+        "timeout_ms",
+        "pool_size",
+        "health",
+        "proto_enum",
+        "auth",
+        "settings",
+        "resilience",
+    }
+)
+
+
+def _as_department(over: Mapping[str, Any]) -> dict[str, Any]:
+    """A configuration override as [department] keys: resilience knobs may be written flat
+    (`[departments.household] retries = 0`), as operators tune them next to the endpoint."""
+    out: dict[str, Any] = {}
+    resilience: dict[str, Any] = {}
+    for key, value in over.items():
+        if key in _DEPARTMENT_KEYS:
+            out[key] = value
+        else:
+            resilience[key] = value
+    if resilience:
+        out["resilience"] = {**dict(out.get("resilience", {})), **resilience}
     return out
 
 

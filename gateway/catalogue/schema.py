@@ -262,6 +262,19 @@ class Catalogue:
     claims: Mapping[str, ClaimSpec]
     sources: tuple[str, ...] = ()
 
+    # ---- the vocabulary the policy is checked against (gateway.domain.policy.Vocabulary)
+
+    def evidence_fields(self, code: str) -> frozenset[str] | None:
+        evidence = self.evidence.get(code)
+        return frozenset(evidence.record.names) if evidence is not None else None
+
+    def claim_params(self, code: str) -> Mapping[str, str] | None:
+        claim = self.claims.get(code)
+        return {p.name: p.type for p in claim.params} if claim is not None else None
+
+    def codes(self) -> tuple[frozenset[str], frozenset[str]]:
+        return frozenset(self.evidence), frozenset(self.claims)
+
     def by_message(self, message: str) -> EvidenceType | None:
         """The evidence type a typed RPC's message serves (e.g. proofless.v1.HouseholdRecord)."""
         for evidence in self.evidence.values():

@@ -21,7 +21,7 @@ from gateway.audit.note import NoteSigner, NoteVerifier, SignedCheckpoint
 from gateway.audit.storage import CHECKPOINTS, LATEST, checkpoint_name, store_checkpoint
 from gateway.audit.verify import verify_log
 from gateway.domain.errors import ConfigError, ProoflessError
-from gateway.domain.policy import parse_policy
+from gateway.domain.policy_file import parse_policy
 from gateway.domain.vocabulary import OUTCOMES
 
 Command = Callable[[argparse.Namespace], int]
@@ -119,7 +119,10 @@ def cmd_prove(args: argparse.Namespace) -> int:
 
 @_guard
 def cmd_recheck(args: argparse.Namespace) -> int:
-    policies = [parse_policy(_read(p, "policy file"), str(p)) for p in args.policy]
+    from gateway.catalogue import load_catalogue
+
+    catalogue = load_catalogue(args.catalogue)
+    policies = [parse_policy(_read(p, "policy file"), str(p), catalogue) for p in args.policy]
     report = tools.recheck(args.dir, policies)
     for finding in report.findings:
         print(finding.line())
@@ -266,15 +269,19 @@ def add_audit_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
         "recheck",
         help="re-evaluate every grant against the policy version in force at the time",
         description="For every granted access entry, find the policy file whose SHA-256 the "
-        "entry records and re-run its decision (caller, service item, record type or claim "
-        "types). Lists each grant that policy did not allow and each entry whose policy "
-        "version is not among the files; exit status 1 if any. Trusts the entries: run "
-        "`audit verify` first.",
+        "entry records and re-run its decision (caller, service item, evidence type, or "
+        "claims with their parameters). Lists each grant that policy did not allow and each "
+        "entry whose policy version is not among the files; exit status 1 if any. Trusts "
+        "the entries: run `audit verify` first.",
     )
     p.add_argument("dir", type=_dir, help="the log directory")
     p.add_argument(
         "--policy", action="extend", nargs="+", type=Path, required=True, metavar="FILE",
         help="policy files (every version that was in force; repeatable)",
+    )  # fmt: skip
+    p.add_argument(
+        "--catalogue", type=Path, default=Path("deploy/catalogue"),
+        help="the evidence catalogue the policies name types of (default %(default)s)",
     )  # fmt: skip
     p.set_defaults(func=cmd_recheck)
 

@@ -1,5 +1,5 @@
-"""`proofless certs|policy|consent`: the command-line faces of the dev CA
-(gateway.devtools.pki), the policy (gateway.domain.policy) and consent (gateway.crypto.consent).
+"""`proofless certs|consent`: the command-line faces of the dev CA (gateway.devtools.pki)
+and consent tokens (gateway.crypto.consent).
 Each command returns an exit code; a ProoflessError becomes its diagnostics on stderr and exit 1.
 """
 
@@ -15,7 +15,6 @@ from cryptography import x509
 
 from gateway.crypto import consent, keys
 from gateway.devtools import pki
-from gateway.domain import policy
 from gateway.domain.errors import ProoflessError
 from gateway.domain.vocabulary import ROLES
 
@@ -159,68 +158,6 @@ def _add_certs(sub: Any) -> None:
     p.set_defaults(func=_guarded(cmd_certs_crl))
 
 
-# ---- policy -----------------------------------------------------------------------------
-
-
-def cmd_policy_check(args: argparse.Namespace) -> int:
-    pol = policy.load_policy(args.file)
-    print(f"{args.file}: valid, version {pol.version}")
-    print(f"  {len(pol.callers)} callers, {len(pol.items)} service items")
-    for item in pol.items.values():
-        records = "; ".join(f"{k}: {len(v)} fields" for k, v in sorted(item.records.items()))
-        flags = [
-            *(["consent"] if item.consent_required else []),
-            *(["purpose"] if item.purpose_required else []),
-            *([f"covert {item.covert_embargo_days}d"] if item.covert_embargo_days else []),
-        ]
-        print(
-            f"  {item.code:24} {', '.join(sorted(item.callers))} | "
-            f"{records or 'no records'} | {len(item.claims)} claims"
-            + (f" | {', '.join(flags)}" if flags else "")
-        )
-    return 0
-
-
-def cmd_policy_explain(args: argparse.Namespace) -> int:
-    pol = policy.load_policy(args.policy)
-    text = pol.explain(args.caller, args.item, args.proof)
-    print(text)
-    return 0 if policy.explain_allowed(text) else 1
-
-
-def _add_policy(sub: Any) -> None:
-    pol = sub.add_parser(
-        "policy",
-        help="check the access policy, explain a decision",
-        description="The access policy (用证清单): which caller may use which service item, "
-        "and for it which records, fields and claims. Deny by default.",
-    )
-    pol.set_defaults(func=_help_of(pol))
-    ps = pol.add_subparsers(dest="policy_command", metavar="ACTION")
-
-    p = ps.add_parser(
-        "check",
-        help="validate a policy file and summarise it",
-        description="Parse and validate a policy file; print its version (SHA-256) and a "
-        "summary, or the precise error (file, table, key) and exit 1.",
-    )
-    p.add_argument("file", help="policy TOML, e.g. deploy/config/policy.toml")
-    p.set_defaults(func=_guarded(cmd_policy_check))
-
-    p = ps.add_parser(
-        "explain",
-        help="why a caller may or may not use a proof for a service item",
-        description="Say whether CALLER may use PROOF (a record type: household, "
-        "social_security, property; or a claim type such as property.ownership) for ITEM, "
-        "with the fields it would see or the rule that denies it. Exit 0 allowed, 1 denied.",
-    )
-    p.add_argument("--policy", default="deploy/config/policy.toml", help="policy TOML")
-    p.add_argument("--caller", required=True, help="caller id")
-    p.add_argument("--item", required=True, help="service item code")
-    p.add_argument("--proof", required=True, help="record type or claim type")
-    p.set_defaults(func=_guarded(cmd_policy_explain))
-
-
 # ---- consent ----------------------------------------------------------------------------
 
 
@@ -268,7 +205,6 @@ def _add_consent(sub: Any) -> None:
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Register `certs`, `policy` and `consent` on the `proofless` command."""
+    """Register `certs` and `consent` on the `proofless` command."""
     _add_certs(subparsers)
-    _add_policy(subparsers)
     _add_consent(subparsers)

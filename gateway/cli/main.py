@@ -50,12 +50,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_simulators(args: argparse.Namespace) -> int:
     from adapters.simulators import serve_forever
+    from adapters.simulators.from_catalogue import simulator_departments
+    from gateway.catalogue import load_catalogue
     from gateway.config import load_config
     from gateway.ops.logging import configure_logging
 
     configure_logging(args.log_level)
     config = load_config(args.config)
-    asyncio.run(serve_forever(config.raw))
+    catalogue = load_catalogue(config.catalogue_dir, config.departments)
+    departments = simulator_departments(catalogue)
+    asyncio.run(serve_forever({"simulators": config.simulators, "departments": departments}))
     return 0
 
 
@@ -117,7 +121,9 @@ async def _call(args: argparse.Namespace) -> int:
         purpose=args.purpose or "",
         consent_token=args.consent or "",
     )
-    applicant = pb.Applicant(id_number=args.id_number or "", name=args.name or "")
+    applicant = pb.Applicant(
+        id_number=args.id_number or "", name=args.name or "", credit_code=args.credit_code or ""
+    )
     async with secure_channel(address, identity) as channel:
         stub = pb_grpc.VerificationServiceStub(channel)
         metadata = (("x-request-id", args.request_id),) if args.request_id else None
@@ -128,6 +134,17 @@ async def _call(args: argparse.Namespace) -> int:
                     request.read_mask.paths.extend(f.strip() for f in args.fields.split(","))
                 rpc = getattr(stub, RECORD_RPCS[args.what])
                 response = await rpc(request, timeout=args.timeout, metadata=metadata)
+            elif args.what == "evidence":
+                request = pb.EvidenceRequest(
+                    context=context, applicant=applicant, evidence_type=args.type or ""
+                )
+                if args.fields:
+                    request.read_mask.paths.extend(f.strip() for f in args.fields.split(","))
+                response = await stub.GetEvidence(request, timeout=args.timeout, metadata=metadata)
+            elif args.what == "types":
+                response = await stub.ListEvidenceTypes(
+                    pb.ListEvidenceTypesRequest(), timeout=args.timeout, metadata=metadata
+                )
             elif args.what == "claims":
                 claims = [pb.Claim(**parse_claim(c, i)) for i, c in enumerate(args.claim or [])]
                 response = await stub.VerifyClaims(
@@ -164,12 +181,14 @@ def _add_call(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "call",
         help="call the gateway over mutual TLS as an approval system",
         description="Call a running gateway. `what` is household, social-security, property "
-        "(records), claims (VerifyClaims) or items (ListServiceItems).",
+        "(the typed record RPCs), evidence (GetEvidence: any evidence type of the catalogue, "
+        "--type CODE), claims (VerifyClaims), items (ListServiceItems) or types "
+        "(ListEvidenceTypes: what the caller may ask, by item).",
         epilog="example: proofless call household --as quangang-window --item housing-transfer "
         "--case QG-2026-000123 --purpose 'buyer residence check' --id-number 350505... "
         "--fields name,region_code,status --save-proof proof.jws",
     )
-    p.add_argument("what", choices=[*RECORD_RPCS, "claims", "items"])
+    p.add_argument("what", choices=[*RECORD_RPCS, "evidence", "claims", "items", "types"])
     _add_config(p)
     p.add_argument("--address", help="host:port (default: [server] listen of --config)")
     p.add_argument(
@@ -189,6 +208,10 @@ def _add_call(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--purpose", help="why the data is needed")
     p.add_argument("--consent", help="consent token (compact JWS), where the item requires one")
     p.add_argument("--id-number", help="the applicant's 18-character resident ID number")
+    p.add_argument(
+        "--credit-code", help="an organisation's unified social credit code (GB 32100-2015)"
+    )
+    p.add_argument("--type", help="evidence: the catalogue's evidence type code")
     p.add_argument("--name", help="the applicant's name (checked against the record)")
     p.add_argument("--fields", help="comma-separated read mask, e.g. name,region_code")
     p.add_argument(
@@ -243,6 +266,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from gateway.cli.audit import add_audit_commands
     from gateway.cli.certs import add_commands as add_pki_commands
+    from gateway.cli.rules import add_commands as add_rules_commands
 
     parser = argparse.ArgumentParser(
         prog="proofless",
@@ -278,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_call(sub)
     _add_proof(sub)
     add_pki_commands(sub)
+    add_rules_commands(sub)
     add_audit_commands(sub)
     return parser
 

@@ -102,6 +102,8 @@ class Config:
     proof_issuer: str
     audit: AuditConfig
     policy_file: Path
+    catalogue_dir: Path
+    #: per-department settings of this deployment, laid over the catalogue's [department]
     departments: Mapping[str, Mapping[str, Any]]
     simulators: Mapping[str, Any] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict)
@@ -171,6 +173,9 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
         proof_issuer=_get(proofs_t, "issuer", str, f"{source} [proofs]", "proofless"),
         audit=audit,
         policy_file=Path(_get(_table(data, "policy", source), "file", str, f"{source} [policy]")),
+        catalogue_dir=Path(
+            _get(data.get("catalogue", {}), "dir", str, f"{source} [catalogue]", "deploy/catalogue")
+        ),
         departments=departments,
         simulators=data.get("simulators", {}),
         raw=data,

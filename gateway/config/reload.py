@@ -30,12 +30,18 @@ def _stamp(paths: Sequence[Path]) -> tuple[tuple[int, int, int], ...]:
     return tuple(stamps)
 
 
+Paths = Sequence[Path] | Callable[[], Sequence[Path]]
+
+
 class Reloadable(Generic[T]):
-    def __init__(self, name: str, paths: Sequence[Path], load: Callable[[], T]) -> None:
+    """`paths` are the files to watch, or a function naming them (a directory's files: a file
+    added there changes the directory, and the next look names it)."""
+
+    def __init__(self, name: str, paths: Paths, load: Callable[[], T]) -> None:
         self.name = name
-        self._paths = tuple(paths)
+        self._paths = paths if callable(paths) else tuple(paths)
         self._load = load
-        self._stamp = _stamp(self._paths)
+        self._stamp = self._now()
         self._value = load()  # at start-up a bad file is fatal: raise
         self.reloads = 0
         self.last_error = ""
@@ -47,12 +53,16 @@ class Reloadable(Generic[T]):
     def __call__(self) -> T:
         return self._value
 
+    def _now(self) -> tuple[tuple[Path, tuple[int, int, int]], ...]:
+        paths = self._paths() if callable(self._paths) else self._paths
+        return tuple(zip(paths, _stamp(paths), strict=True))
+
     def changed(self) -> bool:
-        return _stamp(self._paths) != self._stamp
+        return self._now() != self._stamp
 
     def reload(self, *, force: bool = False) -> bool:
         """Load again if the files changed (or `force`); True when a new value took effect."""
-        stamp = _stamp(self._paths)
+        stamp = self._now()
         if not force and stamp == self._stamp:
             return False
         self._stamp = stamp

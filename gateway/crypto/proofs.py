@@ -9,6 +9,7 @@ with the JWKS published at the ops server's `/.well-known/jwks.json`.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 from _json import encode_basestring, make_encoder
@@ -56,9 +57,27 @@ def digest_of_json(disclosed_json: bytes) -> str:
     return hashlib.sha256(disclosed_json).hexdigest()
 
 
-def applicant_hash(id_number: str) -> str:
-    """Binds a proof to its applicant without carrying the ID number in clear."""
-    return hashlib.sha256(id_number.encode()).hexdigest()
+#: domain separation of the applicant binding's HMAC input
+BINDING_LABEL = b"proofless-applicant-v1\x00"
+
+
+def new_binding_key() -> bytes:
+    """A fresh key for one proof's applicant binding: 128 random bits."""
+    return os.urandom(16)
+
+
+def binding(key: bytes, subject: str) -> str:
+    """Binds a proof to a person (or organisation) without a guessable identifier.
+
+    An ID number has only ~10^11 values and a plain hash of it is reversed in hours and links
+    every proof about the person; an HMAC under a random per-proof key is neither. The key
+    travels beside the proof (Attestation.applicant_key), to the approval system that already
+    knows the applicant: with the key and the ID a verifier recomputes the binding; with the
+    proof alone nobody can.
+    """
+    return jws.b64url_encode(
+        hmac.new(key, BINDING_LABEL + subject.encode(), hashlib.sha256).digest()
+    )
 
 
 def new_proof_id() -> str:
@@ -80,8 +99,8 @@ class ProofClaims:
     caller: str
     service_item: str
     case_id: str
-    applicant: str  # applicant_hash(id_number)
-    kind: str  # "household" | "social_security" | "property" | "claims"
+    applicant: str  # binding(key, the applicant's ID number or credit code)
+    kind: str  # the evidence type, or "claims"
     fields: Sequence[str]
     data: Any  # the disclosed record fields or claim results
     digest: str
@@ -102,7 +121,7 @@ class ProofClaims:
             "caller": self.caller,
             "service_item": self.service_item,
             "case_id": self.case_id,
-            "applicant_sha256": self.applicant,
+            "applicant_binding": self.applicant,
             "kind": self.kind,
             "fields": list(self.fields),
             "data": self.data,

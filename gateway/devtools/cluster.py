@@ -138,9 +138,9 @@ def plan(
         DevPki(certs.resolve()).config_overrides() if certs else {},
         {
             "departments": {
-                "household": {"url": f"http://{sims['household_listen']}"},
-                "social_security": {"url": f"http://{sims['social_security_listen']}"},
-                "property": {"dsn": dsn},
+                "household": {"endpoint": f"http://{sims['household_listen']}"},
+                "social_security": {"endpoint": f"http://{sims['social_security_listen']}"},
+                "property": {"endpoint": dsn},
             }
         },
     )
@@ -244,7 +244,7 @@ async def run_cluster(
         **env_overrides(
             merge_tables(
                 p.replicas[0].overrides if p.replicas else {},
-                {"simulators": p.sims, "departments": {"property": {"dsn": p.property_dsn}}},
+                {"simulators": p.sims, "departments": {"property": {"endpoint": p.property_dsn}}},
             )
         ),
     }

@@ -20,14 +20,13 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from adapters.simulators import run_simulators
 from gateway.cli.client import describe_rpc_error
-from gateway.config import merge_tables, parse_config
+from gateway.config import merge_tables
 from gateway.crypto.consent import issue_consent
 from gateway.crypto.keys import load_ed25519_private_key
 from gateway.crypto.proof_check import check_proof
 from gateway.devtools.pki import DevPki
-from gateway.server.app import running_gateway
+from gateway.devtools.recipe import gateway_with_simulators
 from proofless.v1 import verification_pb2 as pb
 from proofless.v1 import verification_pb2_grpc as pb_grpc
 
@@ -323,7 +322,7 @@ async def tour(t: Tour, s: dict[str, str], pki: DevPki) -> None:
     )
 
 
-async def _demo(raw: dict[str, Any], config_path: Path, secret: bytes) -> int:
+async def _demo(raw: dict[str, Any], config_path: Path) -> int:
     raw = merge_tables(
         raw,
         {
@@ -333,35 +332,26 @@ async def _demo(raw: dict[str, Any], config_path: Path, secret: bytes) -> int:
                 "household_listen": "127.0.0.1:0",
                 "social_security_listen": "127.0.0.1:0",
             },
-            "departments": {"property": {"dsn": f"sqlite:///{DEMO_STATE / 'frontdb.sqlite3'}"}},
+            "departments": {
+                "property": {"endpoint": f"sqlite:///{DEMO_STATE / 'frontdb.sqlite3'}"}
+            },
         },
     )
     pki = DevPki(Path(raw["tls"]["ca"]).parent)
     started = time.perf_counter()
-    async with run_simulators(raw["simulators"], raw["departments"], secret=secret) as sims:
-        raw = merge_tables(
-            raw,
-            {
-                "departments": {
-                    "household": {"url": sims.household_url},
-                    "social_security": {"url": sims.social_security_url},
-                    "property": {"dsn": sims.property_dsn},
-                }
-            },
+    async with gateway_with_simulators(raw, source=str(config_path)) as run:
+        sims, gw = run.sims, run.gateway
+        print(
+            f"Proofless demo: gateway on {gw.address}, departments simulated "
+            f"({len(sims.population.people)} synthetic citizens)"
         )
-        config = parse_config(raw, str(config_path))
-        async with running_gateway(config) as gw:
-            print(
-                f"Proofless demo: gateway on {gw.address}, departments simulated "
-                f"({len(sims.population.people)} synthetic citizens)"
-            )
-            t = Tour(gw.address, pki, dict(gw.signer.jwks()))
-            try:
-                await tour(t, dict(sims.population.scenarios), pki)
-            finally:
-                await t.close()
-            size = gw.audit.tree_size
-            vkey = gw.audit.vkey
+        t = Tour(gw.address, pki, dict(gw.signer.jwks()))
+        try:
+            await tour(t, dict(sims.population.scenarios), pki)
+        finally:
+            await t.close()
+        size = gw.audit.tree_size
+        vkey = gw.audit.vkey
     elapsed = time.perf_counter() - started
     print(f"\n{t.step} calls in {elapsed:.1f} s; {size} audit entries in {DEMO_STATE / 'audit'}.")
     print(
@@ -377,6 +367,4 @@ async def _demo(raw: dict[str, Any], config_path: Path, secret: bytes) -> int:
 def run_demo(config_path: Path) -> int:
     raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
     shutil.rmtree(DEMO_STATE, ignore_errors=True)
-    secret_file = Path(raw["departments"]["household"]["app_secret_file"])
-    secret = secret_file.read_text(encoding="ascii").strip().encode()
-    return asyncio.run(_demo(raw, config_path, secret))
+    return asyncio.run(_demo(raw, config_path))

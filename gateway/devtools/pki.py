@@ -205,7 +205,7 @@ class DevPki:
                 "note_key": str(self.audit_note_key),
                 "pepper_file": str(self.audit_pepper),
             },
-            "departments": {"household": {"app_secret_file": str(self.household_secret)}},
+            "departments": {"household": {"auth": {"secret_file": str(self.household_secret)}}},
             "consent": {"issuers_jwks": str(self.consent_issuer_jwks)},
         }
 

@@ -36,13 +36,20 @@ class Access:
     time: datetime
     started: float  # time.perf_counter() at arrival, for latency_us
     policy: str  # version (SHA-256) of the policy in force when the request arrived
+    catalogue: str = ""  # version (SHA-256) of the evidence catalogue in force
+    transport: str = "grpc"  # the door the call came through: grpc or http
     service_item: str = ""
     case_id: str = ""
     purpose: str = ""
     record_type: str = ""
-    claims: tuple[str, ...] = ()
+    #: each claim asked, as {"type", "params"}: parameters with a person or organisation
+    #: named by its subject pseudonym, never in clear
+    claims: list[dict[str, Any]] = field(default_factory=list)
     departments: list[str] = field(default_factory=list)
-    subject: str = ""
+    subject: str = ""  # the applicant's pseudonym
+    #: every subject whose record was read (the applicant and, e.g., a kinship claim's other
+    #: person), so each of them finds the access in the "who accessed my records" view
+    subjects: list[str] = field(default_factory=list)
     proof_id: str = ""
     digest: str = ""
     covert_until: str = ""
@@ -75,9 +82,14 @@ class Access:
             "digest": self.digest,
             "subject": self.subject,
             "policy": self.policy,
+            "catalogue": self.catalogue,
+            "transport": self.transport,
         }
+        subjects = sorted({self.subject, *self.subjects} - {""})
+        if subjects:
+            entry["subjects"] = subjects
         if self.claims:
-            entry["claims"] = list(self.claims)
+            entry["claims"] = self.claims
         if self.covert_until:
             entry["covert_until"] = self.covert_until
         return entry

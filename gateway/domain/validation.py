@@ -1,6 +1,7 @@
 """Boundary validation of the request parts every VerificationService call shares.
 
-Each function collects ALL problems of a request into one `InvalidArgument`, whose
+Each function collects ALL problems of its part as field violations; the request readers
+(gateway.server.requests) put every part's together into one `InvalidArgument`, whose
 google.rpc.BadRequest field paths name the offending part (`context.case_id`,
 `applicant.id_number`, `claims[2].type`, `read_mask.paths[1]`). Descriptions state the rule
 that failed, never the value. Lengths count characters (Unicode code points), not bytes.
@@ -11,13 +12,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from google.protobuf.message import Message
-
-from gateway.domain.claims import KinshipParams, ParsedClaim, parse_claim
-from gateway.domain.errors import FieldViolation, InvalidArgument
+from gateway.domain.creditcode import credit_code_violation
+from gateway.domain.errors import FieldViolation
 from gateway.domain.idnumber import id_number_violation, normalise_id_number
 from proofless.v1 import verification_pb2 as pb
 
@@ -47,25 +47,15 @@ def has_control_chars(text: str) -> bool:
 
 
 @dataclass(frozen=True)
-class ValidRecordRequest:
-    id_number: str  # normalised: trailing check character upper-case
+class ValidRequest:
+    """The parts every VerificationService request shares, validated and normalised."""
+
+    subject: str  # the applicant: an ID number (check character upper-case) or credit code
     service_item: str
     case_id: str
     purpose: str
     consent_token: str
     name: str
-    read_mask: tuple[str, ...]  # top-level field names; empty = everything the policy allows
-
-
-@dataclass(frozen=True)
-class ValidClaimsRequest:
-    id_number: str
-    service_item: str
-    case_id: str
-    purpose: str
-    consent_token: str
-    name: str
-    claims: tuple[ParsedClaim, ...]
 
 
 def validate_context(ctx: pb.RequestContext) -> list[FieldViolation]:
@@ -110,53 +100,61 @@ def validate_context(ctx: pb.RequestContext) -> list[FieldViolation]:
     return out
 
 
-def _validate_applicant(
+def validate_person(
     applicant: pb.Applicant, today: date | None
 ) -> tuple[str, list[FieldViolation]]:
+    """A person applicant: the ID number (normalised) and the name's shape."""
     out: list[FieldViolation] = []
     violation = id_number_violation(applicant.id_number, "applicant.id_number", today=today)
     if violation is not None:
         out.append(violation)
-    if len(applicant.name) > MAX_NAME or has_control_chars(applicant.name):
-        out.append(
-            FieldViolation(
-                "applicant.name", f"must be at most {MAX_NAME} characters, no control characters"
-            )
-        )
+    if applicant.credit_code:
+        out.append(FieldViolation("applicant.credit_code", "must be empty for a person"))
+    out += _name_violations(applicant)
     normalised = normalise_id_number(applicant.id_number) if violation is None else ""
     return normalised, out
 
 
-_FIELDS_BY_NAME: dict[type[Message], dict[str, None]] = {}
-
-
-def _fields_by_name(record_message: type[Message]) -> dict[str, None]:
-    """The top-level field names of a record type in declaration order, looked up in its
-    descriptor once (a dict: ordered for messages, O(1) for membership)."""
-    names = _FIELDS_BY_NAME.get(record_message)
-    if names is None:
-        names = _FIELDS_BY_NAME[record_message] = dict.fromkeys(
-            record_message.DESCRIPTOR.fields_by_name
-        )
-    return names
-
-
-def _validate_read_mask(
-    paths: list[str], record_message: type[Message]
-) -> tuple[tuple[str, ...], list[FieldViolation]]:
+def validate_organisation(applicant: pb.Applicant) -> tuple[str, list[FieldViolation]]:
+    """An organisation applicant: the unified social credit code, upper-cased."""
+    code = applicant.credit_code.strip().upper()
     out: list[FieldViolation] = []
-    fields = _fields_by_name(record_message)
+    violation = credit_code_violation(code, "applicant.credit_code")
+    if violation is not None:
+        out.append(violation)
+    if applicant.id_number:
+        out.append(FieldViolation("applicant.id_number", "must be empty for an organisation"))
+    out += _name_violations(applicant)
+    return (code if violation is None else ""), out
+
+
+def _name_violations(applicant: pb.Applicant) -> list[FieldViolation]:
+    if len(applicant.name) > MAX_NAME or has_control_chars(applicant.name):
+        return [
+            FieldViolation(
+                "applicant.name", f"must be at most {MAX_NAME} characters, no control characters"
+            )
+        ]
+    return []
+
+
+def validate_read_mask(
+    paths: Sequence[str], fields: Sequence[str], type_name: str
+) -> tuple[tuple[str, ...], list[FieldViolation]]:
+    """The read mask's paths, each a top-level field (`fields`, in declaration order) of
+    the evidence type `type_name`, or the violations."""
+    out: list[FieldViolation] = []
     if len(paths) > MAX_READ_MASK_PATHS:
         out.append(FieldViolation("read_mask.paths", f"at most {MAX_READ_MASK_PATHS} paths"))
         return (), out
+    known = frozenset(fields)
     seen: set[str] = set()
     for i, path in enumerate(paths):
-        if path not in fields:
+        if path not in known:
             out.append(
                 FieldViolation(
                     f"read_mask.paths[{i}]",
-                    f"must be a top-level field of {record_message.DESCRIPTOR.name}: "
-                    + ", ".join(fields),
+                    f"must be a top-level field of {type_name}: " + ", ".join(fields),
                 )
             )
         elif path in seen:
@@ -165,34 +163,18 @@ def _validate_read_mask(
     return tuple(paths), out
 
 
-def validate_record_request(
-    req: pb.RecordRequest, record_message: type[Message], *, today: date | None = None
-) -> ValidRecordRequest:
-    """The request normalised, or InvalidArgument listing every violation.
-
-    `record_message` is the record type the RPC returns (pb.HouseholdRecord, …); read_mask
-    paths must name its top-level fields. `today` bounds ID birth dates (default: the system date).
-    """
-    violations = validate_context(req.context)
-    id_number, applicant_violations = _validate_applicant(req.applicant, today)
-    violations += applicant_violations
-    read_mask, mask_violations = _validate_read_mask(list(req.read_mask.paths), record_message)
-    violations += mask_violations
-    if violations:
-        raise InvalidArgument(violations)
-    ctx = req.context
-    return ValidRecordRequest(
-        id_number=id_number,
+def valid_request(ctx: pb.RequestContext, subject: str, name: str) -> ValidRequest:
+    return ValidRequest(
+        subject=subject,
         service_item=ctx.service_item,
         case_id=ctx.case_id,
         purpose=ctx.purpose,
         consent_token=ctx.consent_token,
-        name=req.applicant.name,
-        read_mask=read_mask,
+        name=name,
     )
 
 
-def _claim_id_violations(claims: list[pb.Claim]) -> list[FieldViolation]:
+def claim_id_violations(claims: Sequence[pb.Claim]) -> list[FieldViolation]:
     """Claim ids label results: optional, but when given unique, short and printable."""
     out: list[FieldViolation] = []
     seen: set[str] = set()
@@ -212,47 +194,9 @@ def _claim_id_violations(claims: list[pb.Claim]) -> list[FieldViolation]:
     return out
 
 
-def validate_verify_claims(
-    req: pb.VerifyClaimsRequest, *, today: date | None = None
-) -> ValidClaimsRequest:
-    """The request with every claim parsed, or InvalidArgument listing every violation."""
-    violations = validate_context(req.context)
-    id_number, applicant_violations = _validate_applicant(req.applicant, today)
-    violations += applicant_violations
-    claims = list(req.claims)
-    parsed: list[ParsedClaim] = []
+def claims_count_violations(claims: Sequence[pb.Claim]) -> list[FieldViolation]:
     if not claims:
-        violations.append(FieldViolation("claims", "at least one claim is required"))
-    elif len(claims) > MAX_CLAIMS:
-        violations.append(FieldViolation("claims", f"at most {MAX_CLAIMS} claims per request"))
-    else:
-        violations += _claim_id_violations(claims)
-        for i, claim in enumerate(claims):
-            result, claim_violations = parse_claim(i, claim, today=today)
-            violations += claim_violations
-            if result is None:
-                continue
-            if (
-                isinstance(result.params, KinshipParams)
-                and id_number
-                and result.params.other_id_number == id_number
-            ):
-                violations.append(
-                    FieldViolation(
-                        f"claims[{i}].params.other_id_number",
-                        "must be another person than the applicant",
-                    )
-                )
-            parsed.append(result)
-    if violations:
-        raise InvalidArgument(violations)
-    ctx = req.context
-    return ValidClaimsRequest(
-        id_number=id_number,
-        service_item=ctx.service_item,
-        case_id=ctx.case_id,
-        purpose=ctx.purpose,
-        consent_token=ctx.consent_token,
-        name=req.applicant.name,
-        claims=tuple(parsed),
-    )
+        return [FieldViolation("claims", "at least one claim is required")]
+    if len(claims) > MAX_CLAIMS:
+        return [FieldViolation("claims", f"at most {MAX_CLAIMS} claims per request")]
+    return []

@@ -26,7 +26,6 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from adapters.base import DepartmentAdapter
-from adapters.registry import build_adapters
 from gateway.audit.log import AuditLog
 from gateway.config import Config, host_port
 from gateway.config.reload import Reloadable
@@ -35,15 +34,16 @@ from gateway.crypto.keys import load_certificate, load_ed25519_private_key, load
 from gateway.crypto.proofs import ProofSigner
 from gateway.domain.access import Access
 from gateway.domain.errors import ConfigError, ProoflessError, Unauthenticated
-from gateway.domain.policy import Policy, load_policy
 from gateway.ops.http import OpsServer
 from gateway.ops.metrics import Metrics
 from gateway.server.admission import Admission
 from gateway.server.audit_service import AuditServicer
+from gateway.server.call import Audited
+from gateway.server.departments import Departments
 from gateway.server.identity import Caller
+from gateway.server.in_force import InForce, load_in_force, watched_paths
 from gateway.server.interceptors import GatewayInterceptor
 from gateway.server.ratelimit import build_rate_limiter
-from gateway.server.resilience import ResilienceConfig, ResilientAdapter
 from gateway.server.verification import ServiceDeps, VerificationServicer
 from proofless.v1 import audit_pb2, audit_pb2_grpc, verification_pb2, verification_pb2_grpc
 
@@ -104,13 +104,18 @@ class RunningGateway:
     port: int
     ops_port: int
     audit: AuditLog
-    policy: Reloadable[Policy]
+    rules: Reloadable[InForce]
+    departments: Departments
     metrics: Metrics
     signer: ProofSigner
     health: health.aio.HealthServicer
     server: grpc.aio.Server
     servicer: VerificationServicer
     interceptor: GatewayInterceptor
+
+    def reload_rules(self) -> None:
+        """SIGHUP: reload the policy and the catalogue now."""
+        _reload_rules(self.rules, self.departments)
 
 
 def _grpc_options(config: Config) -> list[tuple[str, Any]]:
@@ -137,12 +142,16 @@ async def running_gateway(
     metrics = Metrics(registry or CollectorRegistry())
     signer = ProofSigner(load_ed25519_private_key(config.proof_signing_key))
 
-    def policy_in_force() -> Policy:
-        loaded = load_policy(config.policy_file)
-        metrics.known_labels(callers=loaded.callers, service_items=loaded.items)
+    def rules_in_force() -> InForce:
+        loaded = load_in_force(config.policy_file, config.catalogue_dir, config.departments)
+        metrics.known_labels(callers=loaded.policy.callers, service_items=loaded.policy.items)
         return loaded
 
-    policy = Reloadable("policy", [config.policy_file], policy_in_force)
+    rules = Reloadable(
+        "policy and catalogue",
+        lambda: watched_paths(config.policy_file, config.catalogue_dir),
+        rules_in_force,
+    )
     revoked = Reloadable(
         "CRL",
         [config.tls.crl] if config.tls.crl else [],
@@ -160,19 +169,8 @@ async def running_gateway(
         checkpoint_every_ms=config.audit.checkpoint_every_ms,
         segment_bytes=config.audit.segment_bytes,
     )
-    inner = build_adapters(config.departments) if adapters is None else adapters
-    resilient: dict[str, DepartmentAdapter[Any]] = {
-        name: ResilientAdapter(
-            adapter,
-            ResilienceConfig.from_table(
-                config.departments.get(name, {}), where=f"departments.{name}"
-            ),
-            on_state_change=metrics.breaker_state,
-        )
-        for name, adapter in inner.items()
-    }
-    for name in resilient:  # every department on the dashboard from the start, breaker closed
-        metrics.breaker_state(name, "closed")
+    departments = Departments(metrics, replace=adapters)
+    departments.update(rules.value.catalogue)
     limiter = build_rate_limiter(config.raw.get("ratelimit", {}))
 
     def check_caller(caller: Caller) -> None:
@@ -190,21 +188,24 @@ async def running_gateway(
             caller="unauthenticated",
             time=datetime.now(UTC),
             started=0.0,
-            policy=policy.value.version,
+            policy=rules.value.policy.version,
+            catalogue=rules.value.catalogue.version,
         )
         entry = access.entry(outcome="denied", code=err.code, reason=err.reason, latency_us=0)
         await audit.append(entry)
         metrics.denial(err.reason)
 
+    audited = Audited(audit, metrics)
     deps = ServiceDeps(
-        policy=policy,
-        adapters=resilient,
-        audit=audit,
+        rules=rules,
+        departments=departments,
+        audited=audited,
+        audit_origin=audit.origin,
         signer=signer,
         pepper=pepper,
         metrics=metrics,
         issuer=config.proof_issuer,
-        consent_keys=consent_keys,
+        consent_keys=lambda: consent_keys,
         limiter=limiter,
         admission=Admission(config.server.max_in_flight),
         default_deadline_s=config.server.default_deadline_ms / 1000,
@@ -247,7 +248,7 @@ async def running_gateway(
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         serving = True
         watcher = asyncio.create_task(
-            _watch([policy, revoked], audit, metrics), name="proofless-watch"
+            _watch([rules, revoked], audit, metrics, departments), name="proofless-watch"
         )
         log.info("serving", extra={"port": bound, "ops_port": ops_bound})
         yield RunningGateway(
@@ -255,7 +256,8 @@ async def running_gateway(
             port=bound,
             ops_port=ops_bound,
             audit=audit,
-            policy=policy,
+            rules=rules,
+            departments=departments,
             metrics=metrics,
             signer=signer,
             health=health_servicer,
@@ -273,21 +275,35 @@ async def running_gateway(
         await server.stop(config.server.grace_seconds)
         try:
             async with asyncio.timeout(DRAIN_AUDIT_TIMEOUT_S):
-                await servicer.drained()
+                await audited.drained()
         except TimeoutError:
             log.error("calls still unaudited at shutdown; closing the audit log anyway")
         await audit.close()
-        for adapter in resilient.values():
-            await adapter.close()
+        await departments.close()
         await limiter.close()
         await ops.stop()
 
 
-async def _watch(files: list[Reloadable[Any]], audit: AuditLog, metrics: Metrics) -> None:
+def _reload_rules(
+    rules: Reloadable[InForce], departments: Departments, *, force: bool = True
+) -> None:
+    """Reload the policy and catalogue; connect the departments a new catalogue changed."""
+    if rules.reload(force=force):
+        try:
+            departments.update(rules.value.catalogue)
+        except ProoflessError as err:
+            log.error("departments not reconnected: %s", err.diagnostics())
+
+
+async def _watch(
+    files: list[Reloadable[Any]], audit: AuditLog, metrics: Metrics, departments: Departments
+) -> None:
     """Once a second: reload changed files, publish the latest checkpoint's size and age."""
     signed_size = -1
+    rules, *others = files
     while True:
-        for f in files:
+        _reload_rules(rules, departments, force=False)
+        for f in others:
             f.reload()
         checkpoint = audit.latest_checkpoint()
         if checkpoint.size != signed_size:
@@ -315,7 +331,7 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with running_gateway(config) as gw:
-        loop.add_signal_handler(signal.SIGHUP, lambda: gw.policy.reload(force=True))
+        loop.add_signal_handler(signal.SIGHUP, gw.reload_rules)
         if on_ready is not None:
             on_ready(gw)
         await stop.wait()

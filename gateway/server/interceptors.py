@@ -23,16 +23,13 @@ from gateway.domain.errors import ProoflessError, Unauthenticated
 from gateway.domain.vocabulary import outcome_of
 from gateway.ops.logging import PERSONAL_NUMBER, log_fields
 from gateway.ops.metrics import Metrics
+from gateway.server.call import Call, current_call
 from gateway.server.identity import Caller, caller_from_pem, current_caller
 
 log = logging.getLogger("proofless.rpc")
 
 current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar(
     "proofless_request_id", default=""
-)
-# The servicer names the call's service item here once the policy knows it (a bounded label).
-current_service_item: contextvars.ContextVar[list[str]] = contextvars.ContextVar(
-    "proofless_service_item"
 )
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # A resident ID (18 or 15 digits) or a mobile number standing as a word of the token. Bounded
@@ -118,8 +115,8 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
 
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
             current_request_id.set(request_id)
-            item_label = [""]
-            current_service_item.set(item_label)
+            call = Call(rpc=rpc, request_id=request_id)
+            current_call.set(call)
             context.set_trailing_metadata((("x-request-id", request_id),))
             started = time.perf_counter()
             metrics.request_started(rpc)
@@ -134,6 +131,7 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
                             await on_rejected(rpc, request_id, err)
                         raise
                     caller_id = caller.id
+                    call.caller = caller
                     current_caller.set(caller)
                 return await inner(request, context)
             except ProoflessError as err:
@@ -149,7 +147,9 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
             finally:
                 seconds = time.perf_counter() - started
                 outcome = outcome_of(code)
-                metrics.request_finished(rpc, caller_id, item_label[0], outcome, code.name, seconds)
+                metrics.request_finished(
+                    rpc, caller_id, call.service_item, outcome, code.name, seconds
+                )
                 if access_log:
                     # one line per call, no personal data: the audit log holds the rest
                     log_fields(
@@ -160,7 +160,7 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
                             "request_id": request_id,
                             "caller": caller_id,
                             "rpc": rpc,
-                            "service_item": item_label[0],
+                            "service_item": call.service_item,
                             "outcome": outcome,
                             "code": code.name,
                             "latency_ms": round(seconds * 1000, 3),

@@ -1,102 +1,93 @@
-"""VerificationService: the RPCs approval systems call.
+"""VerificationService: the RPCs approval systems call, served from the evidence catalogue.
 
-Each handler is the same short story: validate at the boundary, ask the policy, fetch from
-the owning department(s) within the caller's deadline, disclose only the allowed fields,
-write the audit entry, sign the proof, answer. Exactly one audit entry per request, whatever
-the outcome; the reply MUST NOT leave before its audit entry is durably on disk
-(`AuditLog.append` returns only after fsync), and if the entry cannot be written the caller
-gets UNAVAILABLE and nothing unlogged is disclosed.
+Each handler is the same short story: read the request at the boundary, ask the policy, check
+the item's conditions, fetch from the owning department(s) within the caller's deadline,
+disclose only the allowed fields, write the audit entry, sign the proof, answer. The typed
+RPCs (GetHouseholdRecord, GetSocialSecurityRecord, GetPropertyRecords) are the catalogue's
+evidence types that declare their proofless.v1 message; GetEvidence serves every evidence
+type as google.protobuf.Struct records; VerifyClaims runs the catalogue's claim rules.
+
+Exactly one audit entry per request, whatever the outcome (gateway.server.call.Audited). The
+door (gRPC interceptor, HTTP handler) has made the request's `Call` before a handler runs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import base64
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import struct_pb2
 from google.protobuf.message import Message
+from google.rpc import code_pb2, status_pb2
 
-from adapters.base import DepartmentAdapter, DepartmentId, Fetched, RecordNotFound, RecordQuery
+from adapters.base import Fetched
 from gateway.audit.entry import subject_of
+from gateway.catalogue.claims import (
+    ClaimOutcome,
+    Fetch,
+    Need,
+    ParsedClaim,
+    evaluate,
+    fetch_plan,
+)
+from gateway.catalogue.schema import EvidenceType
 from gateway.crypto.consent import ReplayCache, verify_consent
 from gateway.crypto.proofs import (
     ProofClaims,
     ProofSigner,
-    applicant_hash,
+    binding,
     canonical_json,
     digest_of_json,
+    new_binding_key,
     new_proof_id,
 )
-from gateway.domain import claims as claims_mod
-from gateway.domain.access import DENIED, GRANTED, Access, outcome_of
+from gateway.domain.access import Access
 from gateway.domain.disclosure import mask_and_disclose
 from gateway.domain.errors import (
-    DeadlineExceeded,
     FieldViolation,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ProoflessError,
+    ResourceExhausted,
     Unavailable,
 )
-from gateway.domain.policy import Policy
 from gateway.domain.times import set_timestamp
-from gateway.domain.validation import (
-    ValidRecordRequest,
-    validate_record_request,
-    validate_verify_claims,
-)
 from gateway.ops.metrics import Metrics
 from gateway.server.admission import Admission
-from gateway.server.identity import current_caller
-from gateway.server.interceptors import current_request_id, current_service_item
+from gateway.server.call import Audited, Call, current_call, new_access
+from gateway.server.departments import Departments
+from gateway.server.discovery import evidence_types_view, service_items_view
+from gateway.server.in_force import InForce
 from gateway.server.ratelimit import RateLimiter, caller_rate
+from gateway.server.requests import RecordRequest, claims_request, evidence_request, record_request
 from proofless.v1 import verification_pb2 as pb
 from proofless.v1 import verification_pb2_grpc as pb_grpc
 
-log = logging.getLogger("proofless.service")
-
-RECORD_MESSAGES: Mapping[str, type[Message]] = {
-    "household": pb.HouseholdRecord,
-    "social_security": pb.SocialSecurityRecord,
-    "property": pb.PropertyRecord,
-}
 # Time kept back from the caller's deadline for writing the audit entry and signing.
 DEADLINE_MARGIN_S = 0.010
 
 M = TypeVar("M", bound=Message)
-
-
-class Cancelled(ProoflessError):
-    """The call ended before its answer (the caller cancelled, or shutdown's grace period ran
-    out). Only ever written to the audit log: there is nobody left to answer."""
-
-    code = grpc.StatusCode.CANCELLED
-    reason = "CANCELLED"
-
-
-class AuditAppender(Protocol):
-    """What the servicer needs of the audit log (gateway.audit.log.AuditLog)."""
-
-    origin: str
-
-    async def append(self, entry: dict[str, Any]) -> Any: ...
+Body = Callable[[Call, Access, InForce], Awaitable[M]]
 
 
 @dataclass
 class ServiceDeps:
-    policy: Callable[[], Policy]
-    adapters: Mapping[str, DepartmentAdapter[Any]]
-    audit: AuditAppender
+    rules: Callable[[], InForce]
+    departments: Departments
+    audited: Audited
+    audit_origin: str
     signer: ProofSigner
     pepper: bytes
     metrics: Metrics
     issuer: str
-    consent_keys: Mapping[str, Any]
+    consent_keys: Callable[[], Mapping[str, Any]]
     limiter: RateLimiter
     admission: Admission
     default_deadline_s: float = 5.0
@@ -107,115 +98,49 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
     def __init__(self, deps: ServiceDeps) -> None:
         self._d = deps
         self._consent_replays = ReplayCache()
-        # calls inside `_audited`: shutdown waits for them before the audit log closes
-        self._active = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     # ---- the shared story -----------------------------------------------------------
 
-    def _deadline(self, context: grpc.aio.ServicerContext) -> float:
+    def _deadline(self, context: Any) -> float:
         remaining = context.time_remaining()
         budget = self._d.default_deadline_s if remaining is None else remaining
         return time.monotonic() + max(0.0, budget - DEADLINE_MARGIN_S)
 
-    async def _audited(
-        self,
-        rpc: str,
-        context: grpc.aio.ServicerContext,
-        body: Callable[[Access, Policy], Awaitable[M]],
-    ) -> M:
-        """Run `body`, then write exactly one audit entry for it, success or not."""
-        caller = current_caller.get()
-        policy = self._d.policy()  # one snapshot per request: decisions and audit agree
-        access = Access(
-            rpc=rpc,
-            request_id=current_request_id.get(),
-            caller=caller.id,
-            time=datetime.now(UTC),
-            started=time.perf_counter(),
-            policy=policy.version,
-        )
-        self._active += 1
-        self._idle.clear()
-        try:
+    async def _audited(self, context: Any, body: Body[M]) -> M:
+        """Run `body` for the current call under one snapshot of the rules in force, the
+        admission limit and the caller's rate limit, leaving exactly one audit entry."""
+        del context  # the deadline is read where it is needed
+        call = current_call.get()
+        rules = self._d.rules()  # one snapshot per request: decisions and audit agree
+        access = new_access(call, rules.policy.version, rules.catalogue.version)
+
+        async def run() -> M:
             with self._d.admission.admit():
-                rate, known = caller_rate(policy, caller.id)
-                await self._d.limiter.acquire(caller.id, rate, known=known)
-                response = await body(access, policy)
-        # Each branch writes the entry only if none was started: a failure after a granted
-        # entry (or inside the append itself) must not leave a second one.
-        except ProoflessError as err:
-            if not access.appending:
-                await self._append(access, err)
-            raise
-        except asyncio.CancelledError:
-            # The caller went away, or shutdown's grace period ran out: the request still
-            # leaves its one entry.
-            if not access.appending:
-                await self._append(access, Cancelled("the call was cancelled", reason="CANCELLED"))
-            raise
-        except Exception as exc:
-            # An unexpected failure still leaves its entry; the interceptor answers INTERNAL.
-            log.exception("unexpected failure", extra={"rpc": rpc, "request_id": access.request_id})
-            if not access.appending:
-                await self._append(access, Unavailable("internal error", reason="INTERNAL"))
-            raise exc
-        finally:
-            self._active -= 1
-            if not self._active:
-                self._idle.set()
-        return response
+                rate, known = caller_rate(rules.policy, access.caller)
+                await self._d.limiter.acquire(access.caller, rate, known=known)
+                return await body(call, access, rules)
 
-    async def drained(self) -> None:
-        """Return once no call is between arrival and its audit entry.
+        return await self._d.audited.run(access, run)
 
-        `server.stop(grace)` cancels the calls still running when the grace period ends, but
-        their handlers then still write their CANCELLED entries: the audit log MUST NOT close
-        before they have (the server bounds this wait).
-        """
-        await self._idle.wait()
-
-    async def _append(self, access: Access, err: ProoflessError | None) -> int:
-        entry = access.entry(
-            outcome=GRANTED if err is None else outcome_of(err),
-            code=grpc.StatusCode.OK if err is None else err.code,
-            reason="" if err is None else err.reason,
-            latency_us=int((time.perf_counter() - access.started) * 1e6),
-        )
-        t0 = time.perf_counter()
-        access.appending = True
-        try:
-            receipt = await self._d.audit.append(entry)
-        except ProoflessError:
-            raise
-        except Exception as exc:
-            raise Unavailable(
-                "the audit log cannot be written", reason="AUDIT_UNAVAILABLE"
-            ) from exc
-        self._d.metrics.audit_appended(time.perf_counter() - t0, int(receipt.index) + 1)
-        # every entry audited as denied is counted by its reason (policy, consent, rate limit)
-        if err is not None and outcome_of(err) == DENIED:
-            self._d.metrics.denial(err.reason)
-        return int(receipt.index)
-
-    def _admit(self, policy: Policy, access: Access, v: Any, kind: str) -> None:
-        """Fill the access from a validated request."""
+    def _admit(self, call: Call, access: Access, rules: InForce, v: Any, kind: str) -> None:
+        """Fill the audit record from a validated request."""
         access.service_item = v.service_item
         access.case_id = v.case_id
         access.purpose = v.purpose
         access.record_type = kind
-        access.subject = subject_of(self._d.pepper, v.id_number)
-        item = policy.item(v.service_item)
+        access.subject = subject_of(self._d.pepper, v.subject)
+        item = rules.policy.item(v.service_item)
         if item is not None:
-            current_service_item.get([""])[0] = item.code
+            call.service_item = item.code
             if item.covert_embargo_days:
                 until = self._d.today().toordinal() + item.covert_embargo_days
                 access.covert_until = date.fromordinal(until).isoformat()
 
-    def _check_conditions(self, policy: Policy, access: Access, v: Any) -> None:
-        """The item's conditions on an authorized call: a purpose, the applicant's consent.
-        Checked after the policy, so a caller not entitled to the item learns nothing of them."""
+    async def _conditions(self, access: Access, rules: InForce, v: Any) -> None:
+        """The item's conditions on an authorized call: a purpose, the applicant's consent,
+        the caller's budget for this subject. Checked after the policy, so a caller not
+        entitled to the item learns nothing of them."""
+        policy = rules.policy
         item = policy.item(v.service_item)
         if item is None:
             return
@@ -223,58 +148,59 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
             raise InvalidArgument(
                 [FieldViolation("context.purpose", "this service item requires a purpose")]
             )
-        if not item.consent_required:
-            return
-        verify_consent(
-            v.consent_token,
-            issuer_keys=self._d.consent_keys,
-            applicant_id_number=v.id_number,
-            caller=access.caller,
-            item=v.service_item,
-            case_id=v.case_id,
-            now=time.time(),
-            replay_cache=self._consent_replays,
-        )
+        if item.consent_required:
+            verify_consent(
+                v.consent_token,
+                issuer_keys=self._d.consent_keys(),
+                applicant_id_number=v.subject,
+                caller=access.caller,
+                item=v.service_item,
+                case_id=v.case_id,
+                now=time.time(),
+                replay_cache=self._consent_replays,
+            )
+        caller = policy.caller(access.caller)
+        if caller is not None:
+            try:
+                await self._d.limiter.acquire(
+                    f"{access.caller}|{access.subject}", caller.subject_budget, known=True
+                )
+            except ResourceExhausted as exhausted:
+                # The key names the subject's pseudonym: not for the message.
+                raise ResourceExhausted(
+                    "the caller's daily budget of calls about this subject is spent",
+                    retry_after=exhausted.retry_after,
+                    reason="SUBJECT_BUDGET_EXHAUSTED",
+                ) from None
 
-    async def _fetch(
-        self, access: Access, department: str, id_number: str, deadline: float
-    ) -> Fetched[Any]:
-        adapter = self._d.adapters.get(department)
-        if adapter is None:
-            raise Unavailable(f"department {department} is not configured", reason="NO_ADAPTER")
-        access.departments.append(department)
-        t0 = time.perf_counter()
-        outcome = "ok"
-        try:
-            return await adapter.fetch(RecordQuery(id_number, access.request_id), deadline)
-        except RecordNotFound:
-            outcome = "not_found"
-            raise
-        except DeadlineExceeded:
-            outcome = "timeout"
-            raise
-        except ProoflessError:
-            outcome = "error"
-            raise
-        except Exception as exc:  # an adapter bug must not reach the caller as a stack trace
-            outcome = "error"
-            log.exception("adapter failure", extra={"department": department})
-            raise Unavailable(f"department {department} failed", reason="ADAPTER_FAILURE") from exc
-        finally:
-            self._d.metrics.department_call(department, outcome, time.perf_counter() - t0)
+    def _name_check(
+        self, rules: InForce, access: Access, v: Any, evidence: EvidenceType, fields: frozenset[str]
+    ) -> bool:
+        """A name given with the applicant is compared with the record only where the item
+        grants reading the name; elsewhere it would confirm a guess, and is refused."""
+        if not v.name:
+            return False
+        if evidence.field("name") is None or "name" not in fields:
+            raise PermissionDenied(
+                "applicant.name is checked only where the service item grants the name",
+                reason="NAME_NOT_ALLOWED",
+            )
+        return True
 
     def _attest(
         self,
         att: pb.Attestation,
         access: Access,
+        rules: InForce,
         *,
         index: int,
         fields: Sequence[str],
         data: Any,
         data_json: bytes,
-        departments: Sequence[DepartmentId],
+        departments: Sequence[str],
         as_of: datetime | None,
-        applicant: str,
+        key: bytes,
+        subject: str,
     ) -> None:
         """Sign the proof and fill `att` (the response's own Attestation, written in place)."""
         claims = ProofClaims(
@@ -283,7 +209,7 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
             caller=access.caller,
             service_item=access.service_item,
             case_id=access.case_id,
-            applicant=applicant_hash(applicant),
+            applicant=binding(key, subject),
             kind=access.record_type,
             fields=fields,
             data=data,
@@ -291,35 +217,24 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
             departments=departments,
             as_of=as_of,
             issued_at=access.time,
-            audit_log=self._d.audit.origin,
+            audit_log=self._d.audit_origin,
             audit_index=index,
             data_json=data_json,
         )
         att.proof = self._d.signer.sign(claims)
         att.audit_index = index
-        att.audit_log = self._d.audit.origin
+        att.audit_log = self._d.audit_origin
         att.proof_id = access.proof_id
         att.disclosed_fields.extend(fields)
+        att.applicant_key = _b64(key)
         if len(departments) == 1:
-            att.source_department = claims_mod.DEPARTMENT_ENUM[departments[0]]
+            department = rules.catalogue.departments.get(departments[0])
+            att.department = departments[0]
+            if department is not None:
+                att.source_department = department.proto_enum  # type: ignore[assignment]
         if as_of is not None:
             set_timestamp(att.as_of, as_of)
         self._d.metrics.proofs_signed()
-
-    async def _record(
-        self,
-        access: Access,
-        policy: Policy,
-        request: pb.RecordRequest,
-        context: grpc.aio.ServicerContext,
-        kind: str,
-    ) -> tuple[ValidRecordRequest, frozenset[str], Fetched[Any]]:
-        v = validate_record_request(request, RECORD_MESSAGES[kind])
-        self._admit(policy, access, v, kind)
-        fields = policy.authorize_record(access.caller, v.service_item, kind, v.read_mask)
-        self._check_conditions(policy, access, v)
-        fetched = await self._fetch(access, kind, v.id_number, self._deadline(context))
-        return v, fields, fetched
 
     def _finish_id(self, access: Access, data: Any) -> bytes:
         """Name the proof and digest the disclosed data; returns the data's canonical JSON,
@@ -329,160 +244,320 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
         access.digest = digest_of_json(data_json)
         return data_json
 
-    # ---- the RPCs ---------------------------------------------------------------------
-
-    async def _one_record(
+    async def _read(
         self,
-        rpc: str,
-        request: pb.RecordRequest,
-        context: grpc.aio.ServicerContext,
-        kind: str,
-        respond: Callable[[Any], M],
-    ) -> M:
-        """A department's record of one person (household, social security)."""
+        call: Call,
+        access: Access,
+        rules: InForce,
+        v: RecordRequest,
+        context: Any,
+    ) -> tuple[frozenset[str], Fetched[Any], bool]:
+        """Authorize, check the conditions and fetch: the fields that may leave, the answer,
+        and whether the applicant's name must be checked against it."""
+        evidence = v.evidence
+        self._admit(call, access, rules, v.common, evidence.code)
+        fields = rules.policy.authorize_record(
+            access.caller, v.common.service_item, evidence.code, v.read_mask
+        )
+        check_name = self._name_check(rules, access, v.common, evidence, fields)
+        await self._conditions(access, rules, v.common)
+        fetched = await self._d.departments.fetch(
+            access, evidence, v.common.subject, self._deadline(context)
+        )
+        return fields, fetched, check_name
 
-        async def body(access: Access, policy: Policy) -> M:
-            v, fields, fetched = await self._record(access, policy, request, context, kind)
-            if v.name and v.name != fetched.record.name:
+    # ---- typed records ----------------------------------------------------------------
+
+    async def _typed(
+        self,
+        request: pb.RecordRequest,
+        context: Any,
+        message: str,
+        respond: Callable[[list[Message]], M],
+    ) -> M:
+        """A typed record RPC: the catalogue's evidence type for `message`, answered with its
+        typed records (one, or a list for cardinality "many")."""
+
+        async def body(call: Call, access: Access, rules: InForce) -> M:
+            evidence = rules.catalogue.by_message(message)
+            if evidence is None:
+                raise Unavailable(
+                    f"the catalogue serves no {message.rsplit('.', 1)[-1]}",
+                    reason="EVIDENCE_NOT_IN_CATALOGUE",
+                )
+            v = record_request(
+                request.context,
+                request.applicant,
+                list(request.read_mask.paths),
+                evidence,
+                today=self._d.today(),
+            )
+            fields, fetched, check_name = await self._read(call, access, rules, v, context)
+            build = rules.builders[evidence.code].build
+            many = evidence.cardinality == "many"
+            records = fetched.record if many else [fetched.record]
+            if check_name and any(r.get("name") != v.common.name for r in records):
                 # Same answer as an unknown person: no oracle for guessing names.
                 raise NotFound("no record matches the applicant", reason="RECORD_NOT_FOUND")
-            masked, data = mask_and_disclose(fetched.record, fields)
-            return await self._answer(
-                access, v=v, fields=fields, data=data, fetched=fetched, response=respond(masked)
-            )
-
-        return await self._audited(rpc, context, body)
-
-    async def GetHouseholdRecord(
-        self, request: pb.RecordRequest, context: grpc.aio.ServicerContext
-    ) -> pb.HouseholdRecordResponse:
-        return await self._one_record(
-            "GetHouseholdRecord",
-            request,
-            context,
-            "household",
-            lambda record: pb.HouseholdRecordResponse(record=record),
-        )
-
-    async def GetSocialSecurityRecord(
-        self, request: pb.RecordRequest, context: grpc.aio.ServicerContext
-    ) -> pb.SocialSecurityRecordResponse:
-        return await self._one_record(
-            "GetSocialSecurityRecord",
-            request,
-            context,
-            "social_security",
-            lambda record: pb.SocialSecurityRecordResponse(record=record),
-        )
-
-    async def GetPropertyRecords(
-        self, request: pb.RecordRequest, context: grpc.aio.ServicerContext
-    ) -> pb.PropertyRecordsResponse:
-        async def body(access: Access, policy: Policy) -> pb.PropertyRecordsResponse:
-            v, fields, fetched = await self._record(access, policy, request, context, "property")
-            pairs = [mask_and_disclose(r, fields) for r in fetched.record]
+            pairs = [mask_and_disclose(build(r), fields) for r in records]
             masked = [m for m, _ in pairs]
-            data = [d for _, d in pairs]
+            data: Any = [d for _, d in pairs] if many else pairs[0][1]
+            response = respond(masked)
             return await self._answer(
-                access,
-                v=v,
-                fields=fields,
-                data=data,
-                fetched=fetched,
-                response=pb.PropertyRecordsResponse(records=masked),
+                access, rules, v, fields=fields, data=data, fetched=fetched, response=response
             )
 
-        return await self._audited("GetPropertyRecords", context, body)
+        return await self._audited(context, body)
 
     async def _answer(
         self,
         access: Access,
+        rules: InForce,
+        v: RecordRequest,
         *,
-        v: ValidRecordRequest,
         fields: frozenset[str],
         data: Any,
         fetched: Fetched[Any],
         response: M,
     ) -> M:
         data_json = self._finish_id(access, data)
-        index = await self._append(access, None)
+        index = await self._d.audited.append(access, None)
         self._attest(
             response.attestation,  # type: ignore[attr-defined]
             access,
+            rules,
             index=index,
             fields=sorted(fields),
             data=data,
             data_json=data_json,
             departments=[fetched.department],
             as_of=fetched.as_of,
-            applicant=v.id_number,
+            key=new_binding_key(),
+            subject=v.common.subject,
         )
         return response
+
+    async def GetHouseholdRecord(
+        self, request: pb.RecordRequest, context: grpc.aio.ServicerContext
+    ) -> pb.HouseholdRecordResponse:
+        return await self._typed(
+            request,
+            context,
+            "proofless.v1.HouseholdRecord",
+            lambda records: pb.HouseholdRecordResponse(record=records[0]),  # type: ignore[arg-type]
+        )
+
+    async def GetSocialSecurityRecord(
+        self, request: pb.RecordRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SocialSecurityRecordResponse:
+        return await self._typed(
+            request,
+            context,
+            "proofless.v1.SocialSecurityRecord",
+            lambda records: pb.SocialSecurityRecordResponse(record=records[0]),  # type: ignore[arg-type]
+        )
+
+    async def GetPropertyRecords(
+        self, request: pb.RecordRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PropertyRecordsResponse:
+        return await self._typed(
+            request,
+            context,
+            "proofless.v1.PropertyRecord",
+            lambda records: pb.PropertyRecordsResponse(records=records),  # type: ignore[arg-type]
+        )
+
+    # ---- any evidence type ------------------------------------------------------------
+
+    async def GetEvidence(
+        self, request: pb.EvidenceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.EvidenceResponse:
+        async def body(call: Call, access: Access, rules: InForce) -> pb.EvidenceResponse:
+            v = evidence_request(request, rules.catalogue, today=self._d.today())
+            fields, fetched, check_name = await self._read(call, access, rules, v, context)
+            many = v.evidence.cardinality == "many"
+            records: list[dict[str, Any]] = fetched.record if many else [fetched.record]
+            if check_name and any(r.get("name") != v.common.name for r in records):
+                raise NotFound("no record matches the applicant", reason="RECORD_NOT_FOUND")
+            masked = [{k: r[k] for k in r if k in fields} for r in records]
+            response = pb.EvidenceResponse(evidence_type=v.evidence.code)
+            for record in masked:
+                response.records.add().update(_struct_ready(record))
+            data: Any = masked if many else masked[0]
+            return await self._answer(
+                access, rules, v, fields=fields, data=data, fetched=fetched, response=response
+            )
+
+        return await self._audited(context, body)
+
+    # ---- claims -----------------------------------------------------------------------
 
     async def VerifyClaims(
         self, request: pb.VerifyClaimsRequest, context: grpc.aio.ServicerContext
     ) -> pb.VerifyClaimsResponse:
-        async def body(access: Access, policy: Policy) -> pb.VerifyClaimsResponse:
-            v = validate_verify_claims(request)
-            self._admit(policy, access, v, "claims")
-            access.claims = tuple(c.type for c in v.claims)
-            policy.authorize_claims(access.caller, v.service_item, [c.type for c in v.claims])
-            self._check_conditions(policy, access, v)
-            deadline = self._deadline(context)
-            plan = sorted(claims_mod.fetch_plan(v.claims, v.id_number))
-            fetched = await asyncio.gather(
-                *(self._fetch_or_error(access, dept, idn, deadline) for dept, idn in plan)
-            )
-            results = dict(zip(plan, fetched, strict=True))
+        async def body(call: Call, access: Access, rules: InForce) -> pb.VerifyClaimsResponse:
             today = self._d.today()
-            outcomes = [claims_mod.evaluate(c, v.id_number, results, today=today) for c in v.claims]
-            data = [dict(o.disclosed, id=c.id) for c, o in zip(v.claims, outcomes, strict=True)]
+            v = claims_request(request, rules.catalogue, today=today)
+            self._admit(call, access, rules, v.common, "claims")
+            pseudonym = self._pseudonym
+            access.claims = [
+                {"type": c.type, "params": _audited_params(c, pseudonym)} for c in v.claims
+            ]
+            allowed = rules.policy.authorize_claims(
+                access.caller,
+                v.common.service_item,
+                [(c.type, c.values) for c in v.claims],
+                [c.effective for c in v.claims],
+            )
+            claims = [_with_values(c, values) for c, values in zip(v.claims, allowed, strict=True)]
+            access.claims = [
+                {"type": c.type, "params": _audited_params(c, pseudonym)} for c in claims
+            ]
+            if v.common.name:
+                raise PermissionDenied(
+                    "applicant.name is not checked by claims; leave it empty",
+                    reason="NAME_NOT_ALLOWED",
+                )
+            await self._conditions(access, rules, v.common)
+            subject = v.common.subject
+            access.subjects = sorted(
+                {self._pseudonym(p) for c in claims for p in c.persons.values()}
+            )
+            results = await self._fetch_all(access, rules, claims, subject, context)
+            key = new_binding_key()
+            outcomes = [
+                evaluate(
+                    c,
+                    subject,
+                    results,
+                    today=today,
+                    catalogue=rules.catalogue,
+                    bind=lambda person: binding(key, person),
+                )
+                for c in claims
+            ]
+            data = [dict(o.disclosed, id=c.id) for c, o in zip(claims, outcomes, strict=True)]
             data_json = self._finish_id(access, data)
-            index = await self._append(access, None)
-            response = pb.VerifyClaimsResponse(results=[o.to_result() for o in outcomes])
+            index = await self._d.audited.append(access, None)
+            response = pb.VerifyClaimsResponse(results=[_claim_result(o, rules) for o in outcomes])
             as_ofs = [o.as_of for o in outcomes if o.as_of is not None]
             self._attest(
                 response.attestation,
                 access,
+                rules,
                 index=index,
-                fields=sorted({c.type for c in v.claims}),
+                fields=sorted({c.type for c in claims}),
                 data=data,
                 data_json=data_json,
-                departments=sorted({c.department for c in v.claims}),
+                departments=sorted({o.department for o in outcomes}),
                 as_of=min(as_ofs) if as_ofs else None,
-                applicant=v.id_number,
+                key=key,
+                subject=subject,
             )
             return response
 
-        return await self._audited("VerifyClaims", context, body)
+        return await self._audited(context, body)
 
-    async def _fetch_or_error(
-        self, access: Access, department: str, id_number: str, deadline: float
-    ) -> Fetched[Any] | ProoflessError:
-        try:
-            return await self._fetch(access, department, id_number, deadline)
-        except ProoflessError as err:
-            return err
+    def _pseudonym(self, subject: str) -> str:
+        return subject_of(self._d.pepper, subject)
+
+    async def _fetch_all(
+        self,
+        access: Access,
+        rules: InForce,
+        claims: Sequence[ParsedClaim],
+        subject: str,
+        context: Any,
+    ) -> dict[Need, Fetch | ProoflessError]:
+        """Every record the claims read, each once, concurrently within the deadline; a
+        failing department fails only the claims that read it."""
+        deadline = self._deadline(context)
+        plan = sorted(fetch_plan(claims, subject))
+
+        async def one(need: Need) -> Fetch | ProoflessError:
+            evidence = rules.catalogue.evidence[need.evidence]
+            try:
+                fetched = await self._d.departments.fetch(access, evidence, need.subject, deadline)
+            except ProoflessError as err:
+                return err
+            return Fetch(fetched.department, fetched.record, fetched.as_of)
+
+        answers = await asyncio.gather(*(one(need) for need in plan))
+        return dict(zip(plan, answers, strict=True))
+
+    # ---- discovery --------------------------------------------------------------------
 
     async def ListServiceItems(
         self, request: pb.ListServiceItemsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListServiceItemsResponse:
-        async def body(access: Access, policy: Policy) -> pb.ListServiceItemsResponse:
+        async def body(call: Call, access: Access, rules: InForce) -> pb.ListServiceItemsResponse:
             access.record_type = "catalogue"
-            response = pb.ListServiceItemsResponse(
-                caller=access.caller, policy_version=policy.version
-            )
-            for item in policy.items_for(access.caller):
-                out = response.items.add(
-                    code=item.code,
-                    name=item.name,
-                    claims=sorted(item.claims),
-                    consent_required=item.consent_required,
-                    purpose_required=item.purpose_required,
-                )
-                for record_type, fields in sorted(item.records.items()):
-                    out.records.add(record_type=record_type, fields=sorted(fields))
-            await self._append(access, None)
+            response = service_items_view(access.caller, rules.policy, rules.catalogue)
+            await self._d.audited.append(access, None)
             return response
 
-        return await self._audited("ListServiceItems", context, body)
+        return await self._audited(context, body)
+
+    async def ListEvidenceTypes(
+        self, request: pb.ListEvidenceTypesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListEvidenceTypesResponse:
+        async def body(call: Call, access: Access, rules: InForce) -> pb.ListEvidenceTypesResponse:
+            access.record_type = "catalogue"
+            response = evidence_types_view(access.caller, rules.policy, rules.catalogue)
+            await self._d.audited.append(access, None)
+            return response
+
+        return await self._audited(context, body)
+
+
+# ---- helpers ---------------------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _struct_ready(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Struct holds JSON values; canonical records already are (numbers become doubles)."""
+    return dict(record)
+
+
+def _with_values(claim: ParsedClaim, values: Mapping[str, Any]) -> ParsedClaim:
+    """The claim with the parameters the policy allows (pinned values filled in)."""
+    if values == claim.values:
+        return claim
+    persons = {var: values[param] for var, param in claim.spec.persons.items()}
+    return ParsedClaim(claim.id, claim.spec, dict(values), persons)
+
+
+def _audited_params(claim: ParsedClaim, pseudonym: Callable[[str], str]) -> dict[str, Any]:
+    """A claim's parameters for the audit entry: as asked, with a person or organisation
+    named by its subject pseudonym (an auditor holding the pepper can search for it)."""
+    out: dict[str, Any] = {}
+    effective = claim.effective
+    for p in claim.spec.params:
+        value = effective.get(p.name)
+        if value is None:
+            continue
+        out[p.name] = pseudonym(value) if p.type in ("person", "organisation") else value
+    return out
+
+
+def _claim_result(outcome: ClaimOutcome, rules: InForce) -> pb.ClaimResult:
+    department = rules.catalogue.departments.get(outcome.department)
+    result = pb.ClaimResult(
+        id=outcome.claim_id,
+        type=outcome.claim_type,
+        status=status_pb2.Status(code=getattr(code_pb2, outcome.status), message=outcome.message),
+        department=outcome.department,
+    )
+    result.verdict = pb.Verdict.Value(f"VERDICT_{outcome.verdict}")  # type: ignore[assignment]
+    if department is not None:
+        result.source_department = department.proto_enum  # type: ignore[assignment]
+    if outcome.as_of is not None:
+        set_timestamp(result.as_of, outcome.as_of)
+    return result
+
+
+# struct_pb2 is imported for its side effect of registering google.protobuf.Struct
+_ = struct_pb2

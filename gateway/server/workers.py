@@ -344,7 +344,7 @@ async def _serve_worker(config: Config, name: str, index: int, ready_file: Path)
         loop.add_signal_handler(sig, stop.set)
     parent = os.getppid()
     async with running_gateway(config) as gw:
-        loop.add_signal_handler(signal.SIGHUP, lambda: gw.policy.reload(force=True))
+        loop.add_signal_handler(signal.SIGHUP, gw.reload_rules)
         tmp = ready_file.with_suffix(".tmp")
         tmp.write_text(
             json.dumps(

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.rpc import status_pb2 as _status_pb2
 from google.protobuf.internal import containers as _containers
@@ -140,12 +141,14 @@ class RequestContext(_message.Message):
     def __init__(self, service_item: _Optional[str] = ..., case_id: _Optional[str] = ..., purpose: _Optional[str] = ..., consent_token: _Optional[str] = ...) -> None: ...
 
 class Applicant(_message.Message):
-    __slots__ = ("id_number", "name")
+    __slots__ = ("id_number", "name", "credit_code")
     ID_NUMBER_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_CODE_FIELD_NUMBER: _ClassVar[int]
     id_number: str
     name: str
-    def __init__(self, id_number: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+    credit_code: str
+    def __init__(self, id_number: _Optional[str] = ..., name: _Optional[str] = ..., credit_code: _Optional[str] = ...) -> None: ...
 
 class RecordRequest(_message.Message):
     __slots__ = ("context", "applicant", "read_mask")
@@ -158,7 +161,7 @@ class RecordRequest(_message.Message):
     def __init__(self, context: _Optional[_Union[RequestContext, _Mapping]] = ..., applicant: _Optional[_Union[Applicant, _Mapping]] = ..., read_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
 
 class Attestation(_message.Message):
-    __slots__ = ("proof", "audit_index", "audit_log", "proof_id", "source_department", "as_of", "disclosed_fields")
+    __slots__ = ("proof", "audit_index", "audit_log", "proof_id", "source_department", "as_of", "disclosed_fields", "department", "applicant_key")
     PROOF_FIELD_NUMBER: _ClassVar[int]
     AUDIT_INDEX_FIELD_NUMBER: _ClassVar[int]
     AUDIT_LOG_FIELD_NUMBER: _ClassVar[int]
@@ -166,6 +169,8 @@ class Attestation(_message.Message):
     SOURCE_DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
     AS_OF_FIELD_NUMBER: _ClassVar[int]
     DISCLOSED_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
+    APPLICANT_KEY_FIELD_NUMBER: _ClassVar[int]
     proof: str
     audit_index: int
     audit_log: str
@@ -173,7 +178,9 @@ class Attestation(_message.Message):
     source_department: Department
     as_of: _timestamp_pb2.Timestamp
     disclosed_fields: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, proof: _Optional[str] = ..., audit_index: _Optional[int] = ..., audit_log: _Optional[str] = ..., proof_id: _Optional[str] = ..., source_department: _Optional[_Union[Department, str]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., disclosed_fields: _Optional[_Iterable[str]] = ...) -> None: ...
+    department: str
+    applicant_key: str
+    def __init__(self, proof: _Optional[str] = ..., audit_index: _Optional[int] = ..., audit_log: _Optional[str] = ..., proof_id: _Optional[str] = ..., source_department: _Optional[_Union[Department, str]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., disclosed_fields: _Optional[_Iterable[str]] = ..., department: _Optional[str] = ..., applicant_key: _Optional[str] = ...) -> None: ...
 
 class HouseholdMember(_message.Message):
     __slots__ = ("name", "relation_to_head")
@@ -331,20 +338,22 @@ class VerifyClaimsRequest(_message.Message):
     def __init__(self, context: _Optional[_Union[RequestContext, _Mapping]] = ..., applicant: _Optional[_Union[Applicant, _Mapping]] = ..., claims: _Optional[_Iterable[_Union[Claim, _Mapping]]] = ...) -> None: ...
 
 class ClaimResult(_message.Message):
-    __slots__ = ("id", "type", "verdict", "status", "source_department", "as_of")
+    __slots__ = ("id", "type", "verdict", "status", "source_department", "as_of", "department")
     ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
     AS_OF_FIELD_NUMBER: _ClassVar[int]
+    DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
     id: str
     type: str
     verdict: Verdict
     status: _status_pb2.Status
     source_department: Department
     as_of: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., source_department: _Optional[_Union[Department, str]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    department: str
+    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., source_department: _Optional[_Union[Department, str]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., department: _Optional[str] = ...) -> None: ...
 
 class VerifyClaimsResponse(_message.Message):
     __slots__ = ("results", "attestation")
@@ -383,11 +392,135 @@ class ServiceItem(_message.Message):
     def __init__(self, code: _Optional[str] = ..., name: _Optional[str] = ..., records: _Optional[_Iterable[_Union[RecordGrant, _Mapping]]] = ..., claims: _Optional[_Iterable[str]] = ..., consent_required: _Optional[bool] = ..., purpose_required: _Optional[bool] = ...) -> None: ...
 
 class ListServiceItemsResponse(_message.Message):
-    __slots__ = ("caller", "items", "policy_version")
+    __slots__ = ("caller", "items", "policy_version", "catalogue_version")
     CALLER_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CATALOGUE_VERSION_FIELD_NUMBER: _ClassVar[int]
     caller: str
     items: _containers.RepeatedCompositeFieldContainer[ServiceItem]
     policy_version: str
-    def __init__(self, caller: _Optional[str] = ..., items: _Optional[_Iterable[_Union[ServiceItem, _Mapping]]] = ..., policy_version: _Optional[str] = ...) -> None: ...
+    catalogue_version: str
+    def __init__(self, caller: _Optional[str] = ..., items: _Optional[_Iterable[_Union[ServiceItem, _Mapping]]] = ..., policy_version: _Optional[str] = ..., catalogue_version: _Optional[str] = ...) -> None: ...
+
+class EvidenceRequest(_message.Message):
+    __slots__ = ("context", "applicant", "evidence_type", "read_mask")
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    APPLICANT_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    READ_MASK_FIELD_NUMBER: _ClassVar[int]
+    context: RequestContext
+    applicant: Applicant
+    evidence_type: str
+    read_mask: _field_mask_pb2.FieldMask
+    def __init__(self, context: _Optional[_Union[RequestContext, _Mapping]] = ..., applicant: _Optional[_Union[Applicant, _Mapping]] = ..., evidence_type: _Optional[str] = ..., read_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class EvidenceResponse(_message.Message):
+    __slots__ = ("evidence_type", "records", "attestation")
+    EVIDENCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    ATTESTATION_FIELD_NUMBER: _ClassVar[int]
+    evidence_type: str
+    records: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
+    attestation: Attestation
+    def __init__(self, evidence_type: _Optional[str] = ..., records: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., attestation: _Optional[_Union[Attestation, _Mapping]] = ...) -> None: ...
+
+class ListEvidenceTypesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class FieldSchema(_message.Message):
+    __slots__ = ("name", "type", "description", "personal", "values", "fields")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    PERSONAL_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    description: str
+    personal: bool
+    values: _containers.RepeatedScalarFieldContainer[str]
+    fields: _containers.RepeatedCompositeFieldContainer[FieldSchema]
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., personal: _Optional[bool] = ..., values: _Optional[_Iterable[str]] = ..., fields: _Optional[_Iterable[_Union[FieldSchema, _Mapping]]] = ...) -> None: ...
+
+class EvidenceSchema(_message.Message):
+    __slots__ = ("code", "name", "description", "department", "department_name", "subject", "cardinality", "fields")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
+    DEPARTMENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    CARDINALITY_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    name: str
+    description: str
+    department: str
+    department_name: str
+    subject: str
+    cardinality: str
+    fields: _containers.RepeatedCompositeFieldContainer[FieldSchema]
+    def __init__(self, code: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., department: _Optional[str] = ..., department_name: _Optional[str] = ..., subject: _Optional[str] = ..., cardinality: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[FieldSchema, _Mapping]]] = ...) -> None: ...
+
+class ParamSchema(_message.Message):
+    __slots__ = ("name", "type", "description", "required", "default", "values", "constraint")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    description: str
+    required: bool
+    default: str
+    values: _containers.RepeatedScalarFieldContainer[str]
+    constraint: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., required: _Optional[bool] = ..., default: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ..., constraint: _Optional[str] = ...) -> None: ...
+
+class ClaimSchema(_message.Message):
+    __slots__ = ("code", "evidence_type", "description", "params", "max_per_request")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    MAX_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    evidence_type: str
+    description: str
+    params: _containers.RepeatedCompositeFieldContainer[ParamSchema]
+    max_per_request: int
+    def __init__(self, code: _Optional[str] = ..., evidence_type: _Optional[str] = ..., description: _Optional[str] = ..., params: _Optional[_Iterable[_Union[ParamSchema, _Mapping]]] = ..., max_per_request: _Optional[int] = ...) -> None: ...
+
+class ItemView(_message.Message):
+    __slots__ = ("code", "name", "evidence", "claims", "consent_required", "purpose_required")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    CLAIMS_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    name: str
+    evidence: _containers.RepeatedCompositeFieldContainer[EvidenceSchema]
+    claims: _containers.RepeatedCompositeFieldContainer[ClaimSchema]
+    consent_required: bool
+    purpose_required: bool
+    def __init__(self, code: _Optional[str] = ..., name: _Optional[str] = ..., evidence: _Optional[_Iterable[_Union[EvidenceSchema, _Mapping]]] = ..., claims: _Optional[_Iterable[_Union[ClaimSchema, _Mapping]]] = ..., consent_required: _Optional[bool] = ..., purpose_required: _Optional[bool] = ...) -> None: ...
+
+class ListEvidenceTypesResponse(_message.Message):
+    __slots__ = ("caller", "items", "policy_version", "catalogue_version")
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CATALOGUE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    caller: str
+    items: _containers.RepeatedCompositeFieldContainer[ItemView]
+    policy_version: str
+    catalogue_version: str
+    def __init__(self, caller: _Optional[str] = ..., items: _Optional[_Iterable[_Union[ItemView, _Mapping]]] = ..., policy_version: _Optional[str] = ..., catalogue_version: _Optional[str] = ...) -> None: ...

@@ -59,6 +59,16 @@ class VerificationServiceStub:
                 request_serializer=proofless_dot_v1_dot_verification__pb2.ListServiceItemsRequest.SerializeToString,
                 response_deserializer=proofless_dot_v1_dot_verification__pb2.ListServiceItemsResponse.FromString,
                 _registered_method=True)
+        self.GetEvidence = channel.unary_unary(
+                '/proofless.v1.VerificationService/GetEvidence',
+                request_serializer=proofless_dot_v1_dot_verification__pb2.EvidenceRequest.SerializeToString,
+                response_deserializer=proofless_dot_v1_dot_verification__pb2.EvidenceResponse.FromString,
+                _registered_method=True)
+        self.ListEvidenceTypes = channel.unary_unary(
+                '/proofless.v1.VerificationService/ListEvidenceTypes',
+                request_serializer=proofless_dot_v1_dot_verification__pb2.ListEvidenceTypesRequest.SerializeToString,
+                response_deserializer=proofless_dot_v1_dot_verification__pb2.ListEvidenceTypesResponse.FromString,
+                _registered_method=True)
 
 
 class VerificationServiceServicer:
@@ -100,6 +110,22 @@ class VerificationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetEvidence(self, request, context):
+        """Any evidence type of the catalogue (the three above included), as google.protobuf.Struct
+        records: what a department added by a catalogue file alone is read with.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEvidenceTypes(self, request, context):
+        """Discovery: for each service item the caller may use, the evidence types and fields it may
+        read and the claims it may verify, with their schemas, descriptions and constraints.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VerificationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -127,6 +153,16 @@ def add_VerificationServiceServicer_to_server(servicer, server):
                     servicer.ListServiceItems,
                     request_deserializer=proofless_dot_v1_dot_verification__pb2.ListServiceItemsRequest.FromString,
                     response_serializer=proofless_dot_v1_dot_verification__pb2.ListServiceItemsResponse.SerializeToString,
+            ),
+            'GetEvidence': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEvidence,
+                    request_deserializer=proofless_dot_v1_dot_verification__pb2.EvidenceRequest.FromString,
+                    response_serializer=proofless_dot_v1_dot_verification__pb2.EvidenceResponse.SerializeToString,
+            ),
+            'ListEvidenceTypes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEvidenceTypes,
+                    request_deserializer=proofless_dot_v1_dot_verification__pb2.ListEvidenceTypesRequest.FromString,
+                    response_serializer=proofless_dot_v1_dot_verification__pb2.ListEvidenceTypesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -264,6 +300,60 @@ class VerificationService:
             '/proofless.v1.VerificationService/ListServiceItems',
             proofless_dot_v1_dot_verification__pb2.ListServiceItemsRequest.SerializeToString,
             proofless_dot_v1_dot_verification__pb2.ListServiceItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEvidence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/proofless.v1.VerificationService/GetEvidence',
+            proofless_dot_v1_dot_verification__pb2.EvidenceRequest.SerializeToString,
+            proofless_dot_v1_dot_verification__pb2.EvidenceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEvidenceTypes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/proofless.v1.VerificationService/ListEvidenceTypes',
+            proofless_dot_v1_dot_verification__pb2.ListEvidenceTypesRequest.SerializeToString,
+            proofless_dot_v1_dot_verification__pb2.ListEvidenceTypesResponse.FromString,
             options,
             channel_credentials,
             insecure,

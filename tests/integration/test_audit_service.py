@@ -23,7 +23,7 @@ def claims_request(item: str, idn: str, purpose: str, case: str) -> pb.VerifyCla
     return pb.VerifyClaimsRequest(
         context=pb.RequestContext(service_item=item, case_id=case, purpose=purpose),
         applicant=pb.Applicant(id_number=idn),
-        claims=[pb.Claim(id="owns", type="property.ownership", params={"owns": "true"})],
+        claims=[pb.Claim(id="owns", type="property.ownership", params={"owns": "false"})],
     )
 
 

@@ -1,5 +1,7 @@
-"""Running the three simulators together: configuration, the property admin endpoint,
-`serve_forever`, and no leaked tasks or connections after many failed calls."""
+"""Running the three simulators together as the catalogue describes them (the recipe the demo,
+tests and benchmarks share): connectors built from the catalogue reach every simulator, the
+property admin endpoint, `serve_forever`, and no leaked tasks or connections after many
+failed calls."""
 
 from __future__ import annotations
 
@@ -8,99 +10,146 @@ import logging
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 from adapters.base import DepartmentUnavailable, RecordQuery
-from adapters.registry import build_adapters
+from adapters.connectors import build_connector, build_connectors
+from adapters.connectors.http_json import HttpJsonConnector
 from adapters.simulators import Faults, run_simulators, serve_forever
+from adapters.simulators.from_catalogue import simulator_departments
+from gateway.devtools.recipe import simulated
 from gateway.domain.errors import ConfigError
+from tests.support.rules import CATALOGUE_DIR, catalogue_with
 
-SECRET = b"c0ffee" * 8
+SECRET = "c0ffee" * 8
+SIMULATORS: dict[str, object] = {
+    "seed": 7,
+    "population": 200,
+    "household_listen": "127.0.0.1:0",
+    "social_security_listen": "127.0.0.1:0",
+    "property_admin_listen": "127.0.0.1:0",
+}
 
 
-def config(tmp_path: Path, dsn: str) -> tuple[dict[str, object], dict[str, dict[str, object]]]:
+def departments(tmp_path: Path, dsn: str, schema: str | None = None) -> dict[str, Any]:
+    """This deployment's [departments]: its app secret file, front-end database, pool sizes."""
     secret_file = tmp_path / "household-app.secret"
-    secret_file.write_text(SECRET.decode() + "\n")
-    sim_cfg: dict[str, object] = {
-        "seed": 7,
-        "population": 200,
-        "household_listen": "127.0.0.1:0",
-        "social_security_listen": "127.0.0.1:0",
-        "property_admin_listen": "127.0.0.1:0",
-    }
-    departments: dict[str, dict[str, object]] = {
-        "household": {"app_key": "gw", "app_secret_file": str(secret_file), "pool_size": 4},
+    secret_file.write_text(SECRET + "\n")
+    property_: dict[str, Any] = {"endpoint": dsn, "pool_size": 2}
+    if schema:
+        property_["settings"] = {"schema": schema}
+    return {
+        "household": {"auth": {"app_key": "gw", "secret_file": str(secret_file)}, "pool_size": 4},
         "social_security": {"pool_size": 4},
-        "property": {"dsn": dsn, "pool_size": 2},
+        "property": property_,
     }
-    return sim_cfg, departments
+
+
+def raw_config(tmp_path: Path, dsn: str, schema: str | None = None) -> dict[str, Any]:
+    return {
+        "catalogue": {"dir": str(CATALOGUE_DIR)},
+        "departments": departments(tmp_path, dsn, schema),
+        "simulators": dict(SIMULATORS),
+    }
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def dsn(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str | None]:
+    """(DSN, schema) of the front-end database."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/frontdb.sqlite3"
+        return f"sqlite:///{tmp_path}/frontdb.sqlite3", None
     base = request.getfixturevalue("postgres_dsn")
-    return f"{base}?schema=bdc_run_{uuid.uuid4().hex[:10]}"
+    return base, f"bdc_run_{uuid.uuid4().hex[:10]}"
 
 
-async def test_configured_gateway_reads_every_simulator(tmp_path: Path, dsn: str) -> None:
-    sim_cfg, departments = config(tmp_path, dsn)
-    async with run_simulators(sim_cfg, departments) as sims:  # secret read from the file
-        departments["household"]["url"] = sims.household_url
-        departments["social_security"]["url"] = sims.social_security_url
-        departments["property"]["dsn"] = sims.property_dsn
-        adapters = build_adapters(departments)
+async def test_configured_gateway_reads_every_simulator(
+    tmp_path: Path, location: tuple[str, str | None]
+) -> None:
+    dsn, schema = location
+    async with simulated(raw_config(tmp_path, dsn, schema)) as (sims, pointed):
+        if schema:
+            assert sims.property.location.schema == schema
+        catalogue = catalogue_with(pointed["departments"])
+        connectors = build_connectors(catalogue)
         try:
-            query = RecordQuery(sims.population.scenarios["several_properties"])
+            subject = sims.population.scenarios["several_properties"]
             deadline = time.monotonic() + 5
-            answers = await asyncio.gather(*(a.fetch(query, deadline) for a in adapters.values()))
-            assert [a.department for a in answers] == list(adapters)
-            assert len(answers[2].record) >= 2
+            calls = {
+                e.code: connectors[e.department].fetch(
+                    RecordQuery(subject, evidence=e.code), deadline
+                )
+                for e in catalogue.evidence.values()
+                if e.department in ("household", "social_security", "property")
+            }
+            answers = dict(zip(calls, await asyncio.gather(*calls.values()), strict=True))
+            assert {a.department for a in answers.values()} == set(answers)
+            assert answers["household"].record["id_number"] == subject
+            assert answers["social_security"].record["id_number"] == subject
+            assert len(answers["property"].record) >= 2
+            for connector in connectors.values():
+                assert await connector.health()
 
             assert sims.property_admin_url
+            query = RecordQuery(subject, evidence="property")
             async with aiohttp.ClientSession() as session:
                 url = sims.property_admin_url + "/_admin/faults"
                 async with session.post(url, json={"unavailable": True}) as resp:
                     assert (await resp.json()) == {"unavailable": True, "hang": False}
                 with pytest.raises(DepartmentUnavailable):
-                    await adapters["property"].fetch(query, time.monotonic() + 5)
+                    await connectors["property"].fetch(query, time.monotonic() + 5)
+                assert not await connectors["property"].health()
                 async with session.post(url, json={"unavailable": "yes"}) as resp:
                     assert resp.status == 400
+                async with session.get(url) as resp:
+                    assert (await resp.json())["unavailable"] is True
                 async with session.delete(url) as resp:
                     assert (await resp.json())["unavailable"] is False
-            assert (await adapters["property"].fetch(query, time.monotonic() + 5)).record
+            assert (await connectors["property"].fetch(query, time.monotonic() + 5)).record
         finally:
-            for adapter in adapters.values():
-                await adapter.close()
+            for connector in connectors.values():
+                await connector.close()
     await sims.property.drop()
 
 
 async def test_missing_secret_is_a_config_error(tmp_path: Path) -> None:
-    sim_cfg, departments = config(tmp_path, f"sqlite:///{tmp_path}/f.sqlite3")
-    departments["household"]["app_secret_file"] = str(tmp_path / "absent")
+    raw = raw_config(tmp_path, f"sqlite:///{tmp_path}/f.sqlite3")
+    raw["departments"]["household"]["auth"]["secret_file"] = str(tmp_path / "absent")
     with pytest.raises(ConfigError, match="certs init"):
-        async with run_simulators(sim_cfg, departments):
+        async with run_simulators(
+            SIMULATORS, simulator_departments(catalogue_with(raw["departments"]))
+        ):
+            pass
+    with pytest.raises(ConfigError, match="app secret cannot be read"):
+        async with simulated(raw):
             pass
 
 
 async def test_busy_port_is_a_config_error(tmp_path: Path) -> None:
-    sim_cfg, departments = config(tmp_path, f"sqlite:///{tmp_path}/f.sqlite3")
-    async with run_simulators(sim_cfg, departments) as sims:
-        taken = dict(sim_cfg, household_listen=sims.household_url.removeprefix("http://"))
+    raw = raw_config(tmp_path, f"sqlite:///{tmp_path}/f.sqlite3")
+    async with simulated(raw) as (sims, _):
+        taken = dict(
+            raw,
+            simulators={
+                **SIMULATORS,
+                "household_listen": sims.household_url.removeprefix("http://"),
+            },
+        )
         with pytest.raises(ConfigError, match="cannot listen"):
-            async with run_simulators(taken, departments):
+            async with simulated(taken):
                 pass
 
 
 async def test_serve_forever_until_cancelled(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    sim_cfg, departments = config(tmp_path, f"sqlite:///{tmp_path}/f.sqlite3")
+    deployed = catalogue_with(departments(tmp_path, f"sqlite:///{tmp_path}/f.sqlite3"))
     caplog.set_level(logging.INFO, logger="proofless.simulators")
-    task = asyncio.create_task(serve_forever({"simulators": sim_cfg, "departments": departments}))
+    # What `proofless simulators` runs: the departments as the catalogue declares them.
+    config = {"simulators": SIMULATORS, "departments": simulator_departments(deployed)}
+    task = asyncio.create_task(serve_forever(config))
     for _ in range(500):
         if any("simulators up" in r.getMessage() for r in caplog.records):
             break
@@ -110,32 +159,38 @@ async def test_serve_forever_until_cancelled(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert any("simulators up" in r.getMessage() for r in caplog.records)
+    assert (tmp_path / "f.sqlite3").exists()  # the front-end database the catalogue names
 
 
 async def test_failed_calls_leak_no_tasks_or_connections(tmp_path: Path) -> None:
-    sim_cfg, departments = config(tmp_path, f"sqlite:///{tmp_path}/f.sqlite3")
-    async with run_simulators(sim_cfg, departments) as sims:
-        departments["household"]["url"] = sims.household_url
-        departments["social_security"]["url"] = sims.social_security_url
-        adapters = build_adapters({k: departments[k] for k in ("household", "social_security")})
-        query = RecordQuery(sims.population.scenarios["long_contributor"])
+    raw = raw_config(tmp_path, f"sqlite:///{tmp_path}/f.sqlite3")
+    async with simulated(raw) as (sims, pointed):
+        catalogue = catalogue_with(pointed["departments"])
+        connectors = {
+            code: build_connector(catalogue.departments[code], catalogue)
+            for code in ("household", "social_security")
+        }
+        subject = sims.population.scenarios["long_contributor"]
         try:
-            for adapter in adapters.values():
-                await adapter.fetch(query, time.monotonic() + 5)  # warm the pool
+            for code, connector in connectors.items():  # warm the pool
+                await connector.fetch(RecordQuery(subject, evidence=code), time.monotonic() + 5)
             baseline = len(asyncio.all_tasks())
             sims.household.injector.set(Faults(error_rate=1.0))
             sims.social_security.injector.set(Faults(reset=True))
             for _ in range(200):
-                for adapter in adapters.values():
+                for code, connector in connectors.items():
                     with pytest.raises(DepartmentUnavailable):
-                        await adapter.fetch(query, time.monotonic() + 5)
+                        await connector.fetch(
+                            RecordQuery(subject, evidence=code), time.monotonic() + 5
+                        )
             await asyncio.sleep(0)
             assert len(asyncio.all_tasks()) <= baseline
-            for adapter in adapters.values():
-                connector = adapter._http.session().connector  # type: ignore[attr-defined]
-                assert connector is not None
-                open_now = sum(len(c) for c in connector._conns.values())
+            for connector in connectors.values():
+                assert isinstance(connector, HttpJsonConnector)
+                pool = connector._http.session().connector
+                assert pool is not None
+                open_now = sum(len(c) for c in pool._conns.values())
                 assert open_now <= 4
         finally:
-            for adapter in adapters.values():
-                await adapter.close()
+            for connector in connectors.values():
+                await connector.close()

@@ -444,7 +444,7 @@ async def test_no_leaks_after_a_thousand_failed_calls(make_stack: Any, tmp_path:
         # The SQLite reader opens one connection per worker thread, lazily, up to its pool
         # size: growth within that bound (and its one descriptor per connection) is the pool
         # filling, not a leak.
-        pool_size = int(stack.config.departments["property"]["pool_size"])
+        pool_size = stack.gateway.rules.value.catalogue.departments["property"].pool_size
         pool_growth = max(0, after["sqlite"] - baseline["sqlite"])
         assert after["tasks"] <= baseline["tasks"]
         assert after["fds"] <= baseline["fds"] + pool_growth

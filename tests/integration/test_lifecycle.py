@@ -43,7 +43,7 @@ def served(pki: DevPki, tmp_path: Path) -> Iterator[ProcessStack]:
 
 
 def set_faults(stack: ProcessStack, department: str, faults: dict[str, Any] | None) -> None:
-    url = stack.raw["departments"][department]["url"] + "/_admin/faults"
+    url = stack.raw["departments"][department]["endpoint"] + "/_admin/faults"
     data = None if faults is None else json.dumps(faults).encode()
     method = "DELETE" if faults is None else "POST"
     req = urllib.request.Request(

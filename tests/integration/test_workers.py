@@ -17,11 +17,15 @@ import grpc
 import pytest
 
 from adapters.simulators import run_simulators
+from adapters.simulators.from_catalogue import simulator_departments
 from gateway.audit import tools
+from gateway.config import merge_tables
 from gateway.devtools.pki import DevPki
+from gateway.devtools.recipe import endpoints as sims_endpoints
 from gateway.server.workers import env_overrides
 from proofless.v1 import verification_pb2 as pb
 from proofless.v1 import verification_pb2_grpc as pb_grpc
+from tests.support import rules
 from tests.support.stack import DEV_CONFIG, ROOT, stack_config
 
 pytestmark = pytest.mark.slow
@@ -40,14 +44,9 @@ def gateway_overrides(raw: dict[str, Any], sims: Any) -> dict[str, Any]:
         "audit": raw["audit"],
         "policy": raw["policy"],
         "consent": raw["consent"],
-        "departments": {
-            "household": {
-                "url": sims.household_url,
-                "app_secret_file": deps["household"]["app_secret_file"],
-            },
-            "social_security": {"url": sims.social_security_url},
-            "property": {"dsn": sims.property_dsn},
-        },
+        "departments": merge_tables(
+            {"household": {"auth": deps["household"]["auth"]}}, sims_endpoints(sims)
+        ),
     }
 
 
@@ -138,8 +137,9 @@ async def test_workers_share_the_port_shard_the_log_and_survive_a_crash(
 ) -> None:
     raw = stack_config(pki, tmp_path)
     audit_dir = tmp_path / "audit"
+    departments = simulator_departments(rules.catalogue_with(raw["departments"]))
     async with run_simulators(
-        raw["simulators"], raw["departments"], secret=pki.household_secret.read_text().encode()
+        raw["simulators"], departments, secret=pki.household_secret.read_text().encode()
     ) as sims:
         idn = sims.population.scenarios["household_head"]
         env = {**os.environ, **env_overrides(gateway_overrides(raw, sims))}

@@ -71,6 +71,7 @@ def fast_policy(dest: Path) -> Path:
     text = re.sub(
         r"rate = \{[^}]*\}", "rate = { per_second = 1000000, burst = 1000000 }", POLICY.read_text()
     )
+    text = re.sub(r"subject_budget = \{[^}]*\}", "subject_budget = { per_day = 100000000 }", text)
     dest.write_text(text)
     return dest
 
@@ -136,11 +137,11 @@ class ProcessStack:
     def start_simulators(self) -> None:
         self.simulators = self._spawn("simulators", "simulators")
         for url in (
-            self.raw["departments"]["household"]["url"],
-            self.raw["departments"]["social_security"]["url"],
+            self.raw["departments"]["household"]["endpoint"],
+            self.raw["departments"]["social_security"]["endpoint"],
         ):
             _wait_for(lambda u=url: _http_status(u + "/health") is not None, self.simulators)
-        dsn = self.raw["departments"]["property"]["dsn"]
+        dsn = self.raw["departments"]["property"]["endpoint"]
         _wait_for(lambda: Path(dsn.removeprefix("sqlite:///")).exists(), self.simulators)
 
     def start_gateway(self) -> subprocess.Popen[bytes]:
@@ -215,9 +216,9 @@ def write_config(
             "audit": {"dir": str(state / "audit"), "checkpoint_every_ms": 200},
             "policy": {"file": str(fast_policy(base / "policy.toml"))},
             "departments": {
-                "household": {"url": f"http://127.0.0.1:{hh_port}"},
-                "social_security": {"url": f"http://127.0.0.1:{ss_port}"},
-                "property": {"dsn": f"sqlite:///{state / 'frontdb' / 'property.sqlite3'}"},
+                "household": {"endpoint": f"http://127.0.0.1:{hh_port}"},
+                "social_security": {"endpoint": f"http://127.0.0.1:{ss_port}"},
+                "property": {"endpoint": f"sqlite:///{state / 'frontdb' / 'property.sqlite3'}"},
             },
             "simulators": {
                 "population": POPULATION,

@@ -17,10 +17,10 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 from prometheus_client import CollectorRegistry
 
-from adapters.simulators import run_simulators
-from gateway.config import Config, merge_tables, parse_config
+from gateway.config import Config, merge_tables
 from gateway.devtools.pki import DevPki
-from gateway.server.app import RunningGateway, running_gateway
+from gateway.devtools.recipe import gateway_with_simulators
+from gateway.server.app import RunningGateway
 from proofless.v1 import audit_pb2_grpc, verification_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,9 +38,9 @@ def stack_config(
             "server": {"listen": "127.0.0.1:0", "ops_listen": "127.0.0.1:0", "grace_seconds": 1},
             "audit": {"dir": str(state / "audit"), "checkpoint_every_ms": 200},
             "policy": {"file": str(ROOT / "deploy" / "config" / "policy.toml")},
+            "catalogue": {"dir": str(ROOT / "deploy" / "catalogue")},
             "departments": {
-                "household": {"url": "http://127.0.0.1:0"},
-                "property": {"dsn": f"sqlite:///{state / 'frontdb' / 'property.sqlite3'}"},
+                "property": {"endpoint": f"sqlite:///{state / 'frontdb' / 'property.sqlite3'}"},
             },
             "simulators": {
                 "household_listen": "127.0.0.1:0",
@@ -88,30 +88,13 @@ async def running_stack(
     pki: DevPki, state: Path, overrides: dict[str, Any] | None = None
 ) -> AsyncIterator[Stack]:
     raw = stack_config(pki, state, overrides)
-    async with AsyncExitStack() as stack:
-        sims = await stack.enter_async_context(
-            run_simulators(
-                raw["simulators"],
-                raw["departments"],
-                secret=pki.household_secret.read_text().strip().encode(),
-            )
-        )
-        raw = merge_tables(
-            raw,
-            {
-                "departments": {
-                    "household": {"url": sims.household_url},
-                    "social_security": {"url": sims.social_security_url},
-                    "property": {"dsn": sims.property_dsn},
-                }
-            },
-        )
-        config = parse_config(raw, "test")
-        registry = CollectorRegistry()
-        gw = await stack.enter_async_context(running_gateway(config, registry=registry))
-        s = Stack(pki=pki, config=config, gateway=gw, sims=sims, registry=registry)
-        stack.push_async_callback(s._exit.aclose)
-        yield s
+    registry = CollectorRegistry()
+    async with gateway_with_simulators(raw, source="test", registry=registry) as run:
+        s = Stack(pki=pki, config=run.config, gateway=run.gateway, sims=run.sims, registry=registry)
+        try:
+            yield s
+        finally:
+            await s._exit.aclose()
 
 
 #: how long a file watcher (policy, CRL) may take to apply a change

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.domain.errors import ConfigError, ResourceExhausted
-from gateway.domain.policy import DEFAULT_RATE, RateLimit, parse_policy
+from gateway.domain.policy import DEFAULT_RATE, RateLimit
 from gateway.server.ratelimit import (
     Bucket,
     LocalRateLimiter,
@@ -17,6 +17,7 @@ from gateway.server.ratelimit import (
     caller_rate,
     take,
 )
+from tests.support.rules import policy_from
 
 
 class FakeClock:
@@ -190,7 +191,7 @@ def test_local_limiter_rejects_a_zero_cap() -> None:
 
 
 def test_caller_rate_from_the_policy() -> None:
-    policy = parse_policy(
+    policy = policy_from(
         b"""
 [callers.quangang-window]
 name = "window"

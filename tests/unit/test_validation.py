@@ -1,8 +1,14 @@
-"""Boundary validation: every violation of a request, collected, with google.rpc field paths."""
+"""Boundary validation: every violation of a request, collected, with google.rpc field paths.
+
+The per-part validators (gateway.domain.validation) and the request readers that compose them
+(gateway.server.requests), against the deployed catalogue, plus one organisation evidence type
+laid over it for the organisation applicant.
+"""
 
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import grpc
 import pytest
@@ -10,23 +16,103 @@ from google.rpc import error_details_pb2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.domain.claims import KinshipParams, OwnershipParams
+from gateway.catalogue import Catalogue, parse_catalogue
+from gateway.domain.creditcode import check_character, organisation_check_character
 from gateway.domain.errors import InvalidArgument
 from gateway.domain.idnumber import make_id
 from gateway.domain.validation import (
     MAX_CLAIMS,
-    ValidClaimsRequest,
-    ValidRecordRequest,
+    ValidRequest,
+    claim_id_violations,
+    claims_count_violations,
     validate_context,
-    validate_record_request,
-    validate_verify_claims,
+    validate_organisation,
+    validate_person,
+    validate_read_mask,
+)
+from gateway.server.requests import (
+    ClaimsRequest,
+    RecordRequest,
+    claims_request,
+    evidence_request,
+    record_request,
 )
 from proofless.v1 import verification_pb2 as pb
+from tests.support.rules import CATALOGUE_DIR, catalogue
 
 TODAY = date(2025, 6, 1)
 ME = make_id("350505", date(1980, 4, 2), 31)
 ME_X = "11010519491231002X"
 OTHER = make_id("350505", date(2008, 9, 14), 42)
+CATALOGUE = catalogue()
+HOUSEHOLD = CATALOGUE.evidence["household"]
+PROPERTY = CATALOGUE.evidence["property"]
+SOCIAL_SECURITY = CATALOGUE.evidence["social_security"]
+
+
+def credit_code(org8: str = "MA2Y0K7D", authority: str = "91", region: str = "350505") -> str:
+    org = org8 + organisation_check_character(org8)
+    first17 = authority + region + org
+    return first17 + check_character(first17)
+
+
+COMPANY = credit_code()
+
+# An organisation evidence type and claim beside the deployed (person) ones.
+MARKET = b"""
+[department]
+code = "market"
+name = "market regulation"
+english = "Market regulation"
+connector = "http_json"
+endpoint = "http://127.0.0.1:8109"
+
+[enums.licence_status]
+values = ["active", "revoked"]
+codes = { "1" = "active", "2" = "revoked" }
+
+[evidence.business_licence]
+name = "business licence"
+description = "An organisation's business licence."
+subject = "organisation"
+cardinality = "one"
+subject_field = "TYSHXYDM"
+
+[evidence.business_licence.http]
+method = "POST"
+path = "/licence"
+body = { TYSHXYDM = "{subject}" }
+data = "data"
+
+[[evidence.business_licence.field]]
+name = "name"
+type = "string"
+from = "MC"
+description = "name"
+
+[[evidence.business_licence.field]]
+name = "status"
+type = "enum"
+enum = "licence_status"
+from = "ZT"
+description = "status"
+
+[evidence.business_licence.claims.active]
+description = "the licence is active"
+rule = 'record.status == "active"'
+
+[[evidence.business_licence.claims.active.param]]
+name = "since"
+type = "date"
+description = "founded on or before"
+"""
+
+
+@pytest.fixture(scope="module")
+def with_market() -> Catalogue:
+    files = {p.name: p.read_bytes() for p in sorted(Path(CATALOGUE_DIR).glob("*.toml"))}
+    files["market.toml"] = MARKET
+    return parse_catalogue(files)
 
 
 def ctx(**overrides: str) -> pb.RequestContext:
@@ -40,24 +126,36 @@ def ctx(**overrides: str) -> pb.RequestContext:
     return pb.RequestContext(**fields)
 
 
-def record_request(
-    id_number: str = ME, name: str = "陈明", paths: tuple[str, ...] = (), **context: str
-) -> pb.RecordRequest:
-    req = pb.RecordRequest(
-        context=ctx(**context), applicant=pb.Applicant(id_number=id_number, name=name)
+def read(
+    id_number: str = ME,
+    name: str = "陈明",
+    paths: tuple[str, ...] = (),
+    evidence: object = HOUSEHOLD,
+    **context: str,
+) -> RecordRequest:
+    return record_request(
+        ctx(**context),
+        pb.Applicant(id_number=id_number, name=name),
+        list(paths),
+        evidence,  # type: ignore[arg-type]
+        today=TODAY,
     )
-    req.read_mask.paths.extend(paths)
-    return req
 
 
-def claims_request(
-    *claims: pb.Claim, id_number: str = ME, **context: str
-) -> pb.VerifyClaimsRequest:
-    return pb.VerifyClaimsRequest(
+def verify(
+    *claims: pb.Claim,
+    id_number: str = ME,
+    credit_code: str = "",
+    today: date | None = TODAY,
+    catalogue_: Catalogue = CATALOGUE,
+    **context: str,
+) -> ClaimsRequest:
+    req = pb.VerifyClaimsRequest(
         context=ctx(**context),
-        applicant=pb.Applicant(id_number=id_number),
+        applicant=pb.Applicant(id_number=id_number, credit_code=credit_code),
         claims=list(claims),
     )
+    return claims_request(req, catalogue_, today=today)
 
 
 def fields_of(exc: pytest.ExceptionInfo[InvalidArgument]) -> dict[str, str]:
@@ -94,6 +192,9 @@ def test_context_violations(overrides: dict[str, str], field: str, rule: str) ->
     found = {v.field: v.description for v in validate_context(ctx(**overrides))}
     assert list(found) == [field]
     assert rule in found[field]
+    for value in overrides.values():
+        if len(value) > 3:
+            assert value not in found[field]
 
 
 def test_limits_are_inclusive() -> None:
@@ -110,37 +211,115 @@ def test_context_collects_all() -> None:
     ]
 
 
+# ---- applicants --------------------------------------------------------------------------
+
+
+def test_person_is_normalised() -> None:
+    assert validate_person(pb.Applicant(id_number=ME_X.lower(), name="陈明"), TODAY) == (ME_X, [])
+
+
+@pytest.mark.parametrize(
+    ("applicant", "field", "rule"),
+    [
+        (pb.Applicant(), "applicant.id_number", "required"),
+        (pb.Applicant(id_number=ME, credit_code=COMPANY), "applicant.credit_code", "empty"),
+        (pb.Applicant(id_number=ME, name="名" * 65), "applicant.name", "at most 64"),
+        (pb.Applicant(id_number=ME, name="陈\u202e明"), "applicant.name", "control"),
+    ],
+)
+def test_person_violations(applicant: pb.Applicant, field: str, rule: str) -> None:
+    subject, found = validate_person(applicant, TODAY)
+    assert {v.field for v in found} == {field}
+    assert rule in found[0].description
+    assert COMPANY not in found[0].description
+    if field == "applicant.id_number":
+        assert subject == ""
+
+
+def test_organisation_is_normalised() -> None:
+    assert validate_organisation(pb.Applicant(credit_code=f" {COMPANY.lower()} ")) == (COMPANY, [])
+
+
+@pytest.mark.parametrize(
+    ("applicant", "field", "rule"),
+    [
+        (pb.Applicant(), "applicant.credit_code", "required"),
+        (pb.Applicant(credit_code=COMPANY[:-1]), "applicant.credit_code", "18 characters"),
+        (pb.Applicant(credit_code=COMPANY[:-1] + "I"), "applicant.credit_code", "without I"),
+        (
+            pb.Applicant(credit_code=COMPANY[:-1] + ("0" if COMPANY[-1] != "0" else "1")),
+            "applicant.credit_code",
+            "check character",
+        ),
+        (
+            pb.Applicant(credit_code=COMPANY[:16] + ("0" if COMPANY[16] != "0" else "1") + "0"),
+            "applicant.credit_code",
+            "organisation code",
+        ),
+        (pb.Applicant(credit_code=COMPANY, id_number=ME), "applicant.id_number", "empty"),
+        (pb.Applicant(credit_code=COMPANY, name="\x00"), "applicant.name", "control"),
+    ],
+)
+def test_organisation_violations(applicant: pb.Applicant, field: str, rule: str) -> None:
+    subject, found = validate_organisation(applicant)
+    assert {v.field for v in found} == {field}
+    assert rule in found[0].description
+    for value in (applicant.credit_code, ME):
+        assert not value or value[:17] not in found[0].description
+    if field == "applicant.credit_code":
+        assert subject == ""
+
+
+# ---- read masks --------------------------------------------------------------------------
+
+
+def test_read_mask_paths_are_top_level_fields() -> None:
+    names = HOUSEHOLD.record.names
+    assert validate_read_mask(["name", "status"], names, "household") == (("name", "status"), [])
+    mask, found = validate_read_mask(["name", "members.name", "name", "hukou"], names, "household")
+    assert mask == ("name", "members.name", "name", "hukou")  # refused as a whole by the reader
+    assert [(v.field, v.description.split(":")[0]) for v in found] == [
+        ("read_mask.paths[1]", "must be a top-level field of household"),
+        ("read_mask.paths[2]", "duplicate path"),
+        ("read_mask.paths[3]", "must be a top-level field of household"),
+    ]
+    # the fields are listed in the catalogue's order, none of them quoted from the request
+    assert found[0].description.endswith(": " + ", ".join(names))
+    assert "hukou" not in found[2].description
+
+
 # ---- record requests ---------------------------------------------------------------------
 
 
 def test_valid_record_request_is_normalised() -> None:
-    req = record_request(ME_X.lower(), paths=("name", "region_code", "status"))
-    valid = validate_record_request(req, pb.HouseholdRecord, today=TODAY)
-    assert valid == ValidRecordRequest(
-        id_number=ME_X,
-        service_item="FJ-350505-ESF.001",
-        case_id="QG2025-000123",
-        purpose="二手房交易 卖方核验",
-        consent_token="",
-        name="陈明",
+    valid = read(ME_X.lower(), paths=("name", "region_code", "status"))
+    assert valid == RecordRequest(
+        common=ValidRequest(
+            subject=ME_X,
+            service_item="FJ-350505-ESF.001",
+            case_id="QG2025-000123",
+            purpose="二手房交易 卖方核验",
+            consent_token="",
+            name="陈明",
+        ),
+        evidence=HOUSEHOLD,
         read_mask=("name", "region_code", "status"),
     )
 
 
 def test_empty_read_mask_means_everything_allowed() -> None:
-    assert validate_record_request(record_request(), pb.PropertyRecord).read_mask == ()
+    assert read(evidence=PROPERTY).read_mask == ()
 
 
 def test_record_request_collects_every_violation() -> None:
-    req = record_request(
-        ME[:-1] + ("0" if ME[-1] != "0" else "1"),
-        name="名" * 65,
-        paths=("name", "hukou", "name", "members.name"),
-        service_item="",
-        case_id="",
-    )
     with pytest.raises(InvalidArgument) as exc:
-        validate_record_request(req, pb.HouseholdRecord, today=TODAY)
+        read(
+            ME[:-1] + ("0" if ME[-1] != "0" else "1"),
+            name="名" * 65,
+            paths=("name", "hukou", "name", "members.name"),
+            service_item="",
+            case_id="",
+        )
     found = fields_of(exc)
     assert set(found) == {
         "context.service_item",
@@ -153,7 +332,7 @@ def test_record_request_collects_every_violation() -> None:
     }
     assert "check character" in found["applicant.id_number"]
     assert "duplicate" in found["read_mask.paths[2]"]
-    assert "HouseholdRecord" in found["read_mask.paths[1]"]
+    assert "household" in found["read_mask.paths[1]"]
     assert exc.value.code == grpc.StatusCode.INVALID_ARGUMENT
     # the wire form: one google.rpc.BadRequest with the same paths, no personal value anywhere
     status = exc.value.to_status()
@@ -163,27 +342,30 @@ def test_record_request_collects_every_violation() -> None:
     wire = status.SerializeToString().decode("utf-8", "replace")
     assert ME[:17] not in wire
     assert "名名" not in wire
+    assert "hukou" not in wire
 
 
-def test_read_mask_fields_depend_on_the_record_type() -> None:
-    req = record_request(paths=("certificate_number",))
-    assert validate_record_request(req, pb.PropertyRecord).read_mask == ("certificate_number",)
+def test_read_mask_fields_depend_on_the_evidence_type() -> None:
+    assert read(paths=("certificate_number",), evidence=PROPERTY).read_mask == (
+        "certificate_number",
+    )
     with pytest.raises(InvalidArgument) as exc:
-        validate_record_request(req, pb.SocialSecurityRecord)
-    assert list(fields_of(exc)) == ["read_mask.paths[0]"]
+        read(paths=("certificate_number",), evidence=SOCIAL_SECURITY)
+    found = fields_of(exc)
+    assert list(found) == ["read_mask.paths[0]"]
+    assert "social_security" in found["read_mask.paths[0]"]
 
 
 def test_read_mask_at_most_32_paths() -> None:
-    many = tuple(["name"] * 33)
     with pytest.raises(InvalidArgument) as exc:
-        validate_record_request(record_request(paths=many), pb.HouseholdRecord)
+        read(paths=tuple(["name"] * 33))
     assert list(fields_of(exc)) == ["read_mask.paths"]
+    assert read(paths=tuple(HOUSEHOLD.record.names)).read_mask == HOUSEHOLD.record.names
 
 
 def test_missing_applicant() -> None:
-    req = pb.RecordRequest(context=ctx())
     with pytest.raises(InvalidArgument) as exc:
-        validate_record_request(req, pb.HouseholdRecord)
+        record_request(ctx(), pb.Applicant(), [], HOUSEHOLD)
     assert fields_of(exc) == {"applicant.id_number": "required: an 18-character resident ID number"}
 
 
@@ -194,11 +376,12 @@ def test_missing_applicant() -> None:
         ("3505051980040203１X", "digit or X"),
         ("99050519800402031X", "province"),
         ("350505198002300311", "calendar date"),
+        (make_id("350505", date(2025, 6, 2), 31), "between 1900 and today"),
     ],
 )
 def test_bad_ids(id_number: str, rule: str) -> None:
     with pytest.raises(InvalidArgument) as exc:
-        validate_record_request(record_request(id_number), pb.HouseholdRecord, today=TODAY)
+        read(id_number)
     found = fields_of(exc)
     assert list(found) == ["applicant.id_number"]
     assert rule in found["applicant.id_number"]
@@ -206,11 +389,47 @@ def test_bad_ids(id_number: str, rule: str) -> None:
     assert id_number not in exc.value.diagnostics()
 
 
+def test_organisation_evidence_reads_the_credit_code(with_market: Catalogue) -> None:
+    licence = with_market.evidence["business_licence"]
+    valid = record_request(ctx(), pb.Applicant(credit_code=COMPANY), ["status"], licence)
+    assert valid.common.subject == COMPANY
+    with pytest.raises(InvalidArgument) as exc:
+        record_request(ctx(), pb.Applicant(id_number=ME), [], licence)
+    assert set(fields_of(exc)) == {"applicant.credit_code", "applicant.id_number"}
+
+
+# ---- evidence requests -------------------------------------------------------------------
+
+
+def test_evidence_request() -> None:
+    req = pb.EvidenceRequest(
+        context=ctx(), applicant=pb.Applicant(id_number=ME), evidence_type="property"
+    )
+    req.read_mask.paths.extend(["location"])
+    valid = evidence_request(req, CATALOGUE, today=TODAY)
+    assert (valid.evidence, valid.read_mask, valid.common.subject) == (PROPERTY, ("location",), ME)
+
+
+@pytest.mark.parametrize(
+    ("evidence_type", "rule"), [("", "required"), ("passport", "unknown; see ListEvidenceTypes")]
+)
+def test_evidence_request_needs_a_known_type(evidence_type: str, rule: str) -> None:
+    req = pb.EvidenceRequest(
+        context=ctx(case_id=""), applicant=pb.Applicant(id_number=ME), evidence_type=evidence_type
+    )
+    with pytest.raises(InvalidArgument) as exc:
+        evidence_request(req, CATALOGUE, today=TODAY)
+    # without a type the read mask and the applicant's kind cannot be judged; the context can
+    found = fields_of(exc)
+    assert set(found) == {"context.case_id", "evidence_type"}
+    assert found["evidence_type"] == rule
+
+
 # ---- claims requests ---------------------------------------------------------------------
 
 
 def test_valid_claims_request() -> None:
-    req = claims_request(
+    valid = verify(
         pb.Claim(
             id="kin",
             type="household.kinship",
@@ -220,28 +439,28 @@ def test_valid_claims_request() -> None:
         pb.Claim(type="household.residence", params={"region": "350500"}),
         pb.Claim(type="household.residence", params={"region": "350000"}),  # ids are optional
     )
-    valid = validate_verify_claims(req, today=TODAY)
-    assert isinstance(valid, ValidClaimsRequest)
-    assert valid.id_number == ME
+    assert isinstance(valid, ClaimsRequest)
+    assert valid.common.subject == ME
     assert [c.id for c in valid.claims] == ["kin", "nohouse", "", ""]
-    assert valid.claims[0].params == KinshipParams(OTHER, "child")
-    assert valid.claims[1].params == OwnershipParams(None, owns=False)
+    assert valid.claims[0].values == {"other_id_number": OTHER, "relation": "child"}
+    assert valid.claims[1].values == {"region": None, "owns": False}
 
 
 def test_claims_request_collects_every_violation() -> None:
-    req = claims_request(
-        pb.Claim(id="a", type="household.residence", params={"region": "350505"}),
-        pb.Claim(id="a", type="household.residence", params={"region": "350505"}),
-        pb.Claim(id="b", type="household.adress"),
-        pb.Claim(id="c", type="social_security.contribution", params={"min_months": "0"}),
-        pb.Claim(id="x" * 65, type="property.ownership"),
-        pb.Claim(
-            id="d", type="household.kinship", params={"other_id_number": ME, "relation": "child"}
-        ),
-        case_id="",
-    )
     with pytest.raises(InvalidArgument) as exc:
-        validate_verify_claims(req, today=TODAY)
+        verify(
+            pb.Claim(id="a", type="household.residence", params={"region": "350505"}),
+            pb.Claim(id="a", type="household.residence", params={"region": "350505"}),
+            pb.Claim(id="b", type="household.adress"),
+            pb.Claim(id="c", type="social_security.contribution", params={"min_months": "0"}),
+            pb.Claim(id="x" * 65, type="property.ownership"),
+            pb.Claim(
+                id="d",
+                type="household.kinship",
+                params={"other_id_number": ME, "relation": "child"},
+            ),
+            case_id="",
+        )
     found = fields_of(exc)
     assert set(found) == {
         "context.case_id",
@@ -253,27 +472,84 @@ def test_claims_request_collects_every_violation() -> None:
     }
     assert "duplicate" in found["claims[1].id"]
     assert "another person" in found["claims[5].params.other_id_number"]
+    assert ME[:17] not in exc.value.to_status().SerializeToString().decode("utf-8", "replace")
+
+
+def test_claim_ids() -> None:
+    claims = [
+        pb.Claim(id="a"),
+        pb.Claim(),
+        pb.Claim(),  # an empty id is never a duplicate
+        pb.Claim(id="a"),
+        pb.Claim(id="x" * 65),
+        pb.Claim(id="t\tab"),
+        pb.Claim(id="x" * 64),
+    ]
+    assert [(v.field, v.description) for v in claim_id_violations(claims)] == [
+        ("claims[3].id", "duplicate claim id"),
+        ("claims[4].id", "must be at most 64 printable characters"),
+        ("claims[5].id", "must be at most 64 printable characters"),
+    ]
 
 
 def test_no_claims_and_too_many_claims() -> None:
+    assert [v.field for v in claims_count_violations([])] == ["claims"]
     with pytest.raises(InvalidArgument) as exc:
-        validate_verify_claims(claims_request())
+        verify()
     assert list(fields_of(exc)) == ["claims"]
     many = [pb.Claim(id=str(i), type="property.ownership") for i in range(MAX_CLAIMS + 1)]
     with pytest.raises(InvalidArgument) as exc:
-        validate_verify_claims(claims_request(*many))
+        verify(*many)
     assert "at most 16" in fields_of(exc)["claims"]
-    assert len(validate_verify_claims(claims_request(*many[:MAX_CLAIMS])).claims) == MAX_CLAIMS
+    assert len(verify(*many[:MAX_CLAIMS]).claims) == MAX_CLAIMS
+
+
+def test_too_many_claims_are_not_parsed() -> None:
+    # one violation for the count, not one per bad claim beyond it
+    many = [pb.Claim(type="household.adress") for _ in range(MAX_CLAIMS + 1)]
+    with pytest.raises(InvalidArgument) as exc:
+        verify(*many)
+    assert list(fields_of(exc)) == ["claims"]
 
 
 def test_claim_violations_with_a_bad_applicant_id() -> None:
-    req = claims_request(
-        pb.Claim(type="household.kinship", params={"other_id_number": OTHER, "relation": "child"}),
-        id_number="bad",
-    )
     with pytest.raises(InvalidArgument) as exc:
-        validate_verify_claims(req)
+        verify(
+            pb.Claim(
+                type="household.kinship", params={"other_id_number": OTHER, "relation": "child"}
+            ),
+            id_number="bad",
+        )
     assert list(fields_of(exc)) == ["applicant.id_number"]
+
+
+def test_claims_about_an_organisation(with_market: Catalogue) -> None:
+    licence = pb.Claim(id="l", type="business_licence.active", params={"since": "2020-01-31"})
+    valid = verify(licence, id_number="", credit_code=COMPANY, catalogue_=with_market)
+    assert valid.common.subject == COMPANY
+    assert valid.claims[0].values == {"since": "2020-01-31"}
+    with pytest.raises(InvalidArgument) as exc:
+        verify(licence, catalogue_=with_market)  # a person's ID for an organisation claim
+    assert set(fields_of(exc)) == {"applicant.credit_code", "applicant.id_number"}
+    with pytest.raises(InvalidArgument) as exc:
+        verify(
+            pb.Claim(type="business_licence.active", params={"since": "2020-02-30"}),
+            id_number="",
+            credit_code=COMPANY,
+            catalogue_=with_market,
+        )
+    assert list(fields_of(exc)) == ["claims[0].params.since"]
+
+
+def test_persons_and_organisations_are_not_mixed(with_market: Catalogue) -> None:
+    with pytest.raises(InvalidArgument) as exc:
+        verify(
+            pb.Claim(type="household.residence", params={"region": "350505"}),
+            pb.Claim(type="business_licence.active"),
+            catalogue_=with_market,
+        )
+    found = fields_of(exc)
+    assert "two requests" in found["claims"]
 
 
 texts = st.text(max_size=80)
@@ -293,7 +569,7 @@ texts = st.text(max_size=80)
         st.builds(
             pb.Claim,
             id=st.text(max_size=70),
-            type=st.one_of(st.sampled_from(["household.residence", "property.ownership"]), texts),
+            type=st.one_of(st.sampled_from(sorted(CATALOGUE.claims)), texts),
             params=st.dictionaries(texts, texts, max_size=4),
         ),
         max_size=18,
@@ -306,7 +582,7 @@ def test_arbitrary_requests_only_ever_raise_invalid_argument(
         context=context, applicant=pb.Applicant(id_number=id_number, name=name), claims=claims
     )
     try:
-        validate_verify_claims(req, today=TODAY)
+        claims_request(req, CATALOGUE, today=TODAY)
     except InvalidArgument as exc:
         caught = exc
     else:

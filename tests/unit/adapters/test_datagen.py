@@ -7,10 +7,23 @@ from datetime import date
 
 import pytest
 
-from adapters import mapping
 from adapters.simulators import datagen
 from adapters.simulators.datagen import Population, check_character, generate, is_valid_id_number
 from adapters.simulators.fujian import ID_REGIONS, REGIONS
+from gateway.catalogue import converters
+from tests.support.rules import catalogue
+
+
+def codes(evidence: str, field: str, sub: str = "") -> frozenset[str]:
+    """The department codes the catalogue's code table for `field` knows."""
+    spec = catalogue().evidence[evidence].field(sub or field)
+    if sub:
+        assert spec is not None
+        assert spec.record is not None
+        spec = spec.record.field(field)
+    assert spec is not None
+    assert spec.enum is not None
+    return frozenset(spec.enum.codes)
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +79,10 @@ def test_households_are_well_formed(population: Population) -> None:
         for i in household.member_ids:
             person = population.people[i]
             assert person.household_number == household.number
-            # Every value the registry sends must be one the adapter's mapping knows.
-            assert person.relation in mapping.RELATIONS
-            assert person.status in mapping.HOUSEHOLD_STATUSES
-            assert person.gender in mapping.GENDERS
+            # Every value the registry sends must be one the catalogue's code tables know.
+            assert person.relation in codes("household", "relation_to_head")
+            assert person.status in codes("household", "status")
+            assert person.gender in codes("household", "gender")
 
 
 def test_population_has_she_people_in_ningde(population: Population) -> None:
@@ -85,14 +98,15 @@ def test_social_security_is_consistent(population: Population) -> None:
         for earlier, later in itertools.pairwise(spells):
             assert earlier.end < later.start
         for summary in account.insurances():
-            assert summary.type_code in mapping.INSURANCE_TYPES
-            assert summary.status in mapping.INSURANCE_STATUSES
+            assert summary.type_code in codes("social_security", "type", "insurances")
+            assert summary.status in codes("social_security", "status", "insurances")
             assert summary.total_months == account.total_months(summary.type_code)
         if n % 10:
             continue  # materialising every row of 1,500 careers is slow; a tenth will do
         rows = account.contributions()
         assert len(rows) == sum((s.end - s.start + 1) * len(s.types) for s in spells)
         assert [r.month for r in rows] == sorted(r.month for r in rows)
+        assert {r.type_code for r in rows} <= codes("social_security", "type", "history")
         months = account.months()
         middle = account.contributions(months[len(months) // 3], months[2 * len(months) // 3])
         assert middle == [
@@ -102,11 +116,12 @@ def test_social_security_is_consistent(population: Population) -> None:
 
 def test_property_values_are_readable(population: Population) -> None:
     for prop in population.properties:
-        assert prop.usage in mapping.USAGES
+        assert prop.usage in codes("property", "usage")
         assert prop.certificate_number.startswith("闽(")
         assert prop.certificate_number.endswith("号")
         for owner in prop.owners:
-            assert 0 < mapping.share(owner.share, owner.co_ownership) <= 1
+            assert owner.co_ownership in codes("property", "co_ownership")
+            assert 0 < converters.share(owner.co_ownership, owner.share) <= 1
 
 
 # ---- the named scenarios ------------------------------------------------------------------

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from adapters.frontdb import DEFAULT_SCHEMA, parse_dsn, placeholders
-from adapters.property import RIGHTS_SQL
+from gateway.catalogue.schema import SqlQuery
 from gateway.domain.errors import ConfigError
+from tests.support.rules import catalogue
 
 
 def test_sqlite_paths() -> None:
@@ -37,4 +38,12 @@ def test_placeholders() -> None:
     sql = "SELECT a FROM t WHERE b = ? AND c = ?"
     assert placeholders(sql, "sqlite") == sql
     assert placeholders(sql, "postgresql") == "SELECT a FROM t WHERE b = $1 AND c = $2"
-    assert placeholders(RIGHTS_SQL, "postgresql").count("$1") == 1
+
+    # The deployed property query ([evidence.property.sql] query) is one text for both.
+    spec = catalogue().evidence["property"].fetch
+    assert isinstance(spec, SqlQuery)
+    assert spec.params == ("{subject}",)
+    assert placeholders(spec.query, "sqlite") == spec.query
+    rewritten = placeholders(spec.query, "postgresql")
+    assert rewritten.count("$1") == 1
+    assert "?" not in rewritten

@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.audit import tools
 from gateway.domain.errors import PermissionDenied
-from gateway.domain.policy import parse_policy
 from tests.support.auditlog import access, open_log
 from tests.support.auditlog import run_audit_cli as run
+from tests.support.rules import policy_from
 
 POLICY_V1 = b"""
 [callers.quangang-window]
@@ -84,7 +84,7 @@ def log_dir(tmp_path: Path, note_key: Ed25519PrivateKey) -> Path:
 
 
 def test_grants_judged_by_the_policy_in_force(log_dir: Path) -> None:
-    v1, v2 = parse_policy(POLICY_V1, "v1"), parse_policy(POLICY_V2, "v2")
+    v1, v2 = policy_from(POLICY_V1, "v1"), policy_from(POLICY_V2, "v2")
     report = tools.recheck(log_dir, [v1, v2])
     assert report.granted == 7
     assert report.allowed == 3  # entries 0 and 1 under v1, entry 2 under v2
@@ -99,7 +99,7 @@ def test_grants_judged_by_the_policy_in_force(log_dir: Path) -> None:
 
 def test_the_earlier_grant_is_illegal_only_under_the_later_policy(log_dir: Path) -> None:
     # Judged against v2 alone, the v1-era grants have no policy; relabelled as v2 they'd fail.
-    v2 = parse_policy(POLICY_V2, "v2")
+    v2 = policy_from(POLICY_V2, "v2")
     with pytest.raises(PermissionDenied):
         v2.authorize_record("quangang-window", "housing-transfer", "household", [])
     report = tools.recheck(log_dir, [v2])
