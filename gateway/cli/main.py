@@ -135,12 +135,12 @@ async def _call(args: argparse.Namespace) -> int:
                 rpc = getattr(stub, RECORD_RPCS[args.what])
                 response = await rpc(request, timeout=args.timeout, metadata=metadata)
             elif args.what == "evidence":
-                request = pb.EvidenceRequest(
+                evidence = pb.EvidenceRequest(
                     context=context, applicant=applicant, evidence_type=args.type or ""
                 )
                 if args.fields:
-                    request.read_mask.paths.extend(f.strip() for f in args.fields.split(","))
-                response = await stub.GetEvidence(request, timeout=args.timeout, metadata=metadata)
+                    evidence.read_mask.paths.extend(f.strip() for f in args.fields.split(","))
+                response = await stub.GetEvidence(evidence, timeout=args.timeout, metadata=metadata)
             elif args.what == "types":
                 response = await stub.ListEvidenceTypes(
                     pb.ListEvidenceTypesRequest(), timeout=args.timeout, metadata=metadata
