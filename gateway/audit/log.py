@@ -69,6 +69,10 @@ _sha256 = hashlib.sha256
 #: `"subject":"<hex>"` as a top-level key of a canonical line: a quote inside a string is always
 #: escaped, so `{"` or `,"` before the key can only be structure, never string content.
 _SUBJECT = re.compile(rb'[{,]"subject":"([0-9a-f]{64})"')
+#: every person whose record an access read (the applicant and, e.g., a kinship claim's
+#: other person); entries from before the list carry only `subject`
+_SUBJECTS = re.compile(rb'[{,]"subjects":\[((?:"[0-9a-f]{64}",?)+)\]')
+_HEX64 = re.compile(rb"[0-9a-f]{64}")
 
 
 class _Batch(asyncio.Future[tuple[int, list[bytes]]]):
@@ -299,11 +303,15 @@ class AuditLog:
     def _scan_subjects(path: Path, first: int, end: int, found: dict[str, array[int]]) -> None:
         with open(path, "rb") as f:
             lines = f.read().split(b"\n")[: end - first]
-        search = _SUBJECT.search
+        search, search_all, hexes = _SUBJECT.search, _SUBJECTS.search, _HEX64.findall
         for i, line in enumerate(lines, first):
-            m = search(line)
-            if m is not None:
-                subject = m.group(1).decode()
+            listed = search_all(line)
+            if listed is not None:
+                subjects = [h.decode() for h in hexes(listed.group(1))]
+            else:
+                m = search(line)
+                subjects = [m.group(1).decode()] if m is not None else []
+            for subject in subjects:
                 if subject not in found:
                     found[subject] = array("Q")
                 found[subject].append(i)
@@ -324,11 +332,15 @@ class AuditLog:
         index = self._next_index
         line = canonical_json({**entry, "index": index})
         self._next_index = index + 1
-        subject = entry.get("subject")
+        subjects = entry.get("subjects")
+        if type(subjects) is not list:
+            subject = entry.get("subject")
+            subjects = [subject] if subject else ()
         with self._pending:
             self._lines.append(line)
-            if subject and type(subject) is str:
-                self._line_subjects.append((subject, index))
+            for subject in subjects:
+                if type(subject) is str:
+                    self._line_subjects.append((subject, index))
             if self._lingering and len(self._lines) >= MAX_BATCH:
                 self._lingering = False
                 self._pending.notify()

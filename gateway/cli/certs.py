@@ -13,7 +13,7 @@ from typing import Any
 
 from cryptography import x509
 
-from gateway.crypto import consent, keys
+from gateway.crypto import citizen, consent, keys
 from gateway.devtools import pki
 from gateway.domain.errors import ProoflessError
 from gateway.domain.vocabulary import ROLES
@@ -175,6 +175,12 @@ def cmd_consent_issue(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_consent_citizen(args: argparse.Namespace) -> int:
+    key = keys.load_ed25519_private_key(args.key)
+    print(citizen.issue_citizen_token(key, id_number=args.id_number, portal=args.portal))
+    return 0
+
+
 def _add_consent(sub: Any) -> None:
     con = sub.add_parser(
         "consent",
@@ -202,6 +208,18 @@ def _add_consent(sub: Any) -> None:
         help=f"lifetime in seconds ({consent.DEFAULT_TTL}; at most {consent.MAX_LIFETIME})",
     )
     p.set_defaults(func=_guarded(cmd_consent_issue))
+    p = cs.add_parser(
+        "citizen",
+        help="sign a citizen token for a portal and print it",
+        description="Sign a citizen token (the identity provider's word that this citizen is "
+        "logged in at this portal) and print the compact JWS; pass it as "
+        "ListAccessesRequest.citizen_token. Valid for "
+        f"{citizen.DEFAULT_TTL} seconds.",
+    )
+    p.add_argument("--key", default="certs/dev/consent-issuer.key", help="issuer Ed25519 key")
+    p.add_argument("--id-number", required=True, help="the citizen's 18-character ID number")
+    p.add_argument("--portal", default="citizen-portal", help="the portal's caller id")
+    p.set_defaults(func=_guarded(cmd_consent_citizen))
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -37,7 +37,7 @@ from gateway.domain.errors import ConfigError, ProoflessError, Unauthenticated
 from gateway.ops.http import OpsServer
 from gateway.ops.metrics import Metrics
 from gateway.server.admission import Admission
-from gateway.server.audit_service import AuditServicer
+from gateway.server.audit_service import AuditDeps, AuditServicer
 from gateway.server.call import Audited
 from gateway.server.departments import Departments
 from gateway.server.identity import Caller
@@ -158,7 +158,11 @@ async def running_gateway(
         lambda: load_revoked(config.tls.crl, config.tls.ca),
     )
     pepper = _read(config.audit.pepper_file, "audit pepper")
-    consent_keys = _consent_keys(config)
+    # the citizen app's keys sign consent and citizen tokens; re-read when the JWKS changes
+    jwks_path = config.raw.get("consent", {}).get("issuers_jwks")
+    consent_keys = Reloadable(
+        "consent issuer JWKS", [Path(jwks_path)] if jwks_path else [], lambda: _consent_keys(config)
+    )
     tls = TlsMaterial(config)
 
     audit = await AuditLog.open(
@@ -205,7 +209,7 @@ async def running_gateway(
         pepper=pepper,
         metrics=metrics,
         issuer=config.proof_issuer,
-        consent_keys=lambda: consent_keys,
+        consent_keys=consent_keys,
         limiter=limiter,
         admission=Admission(config.server.max_in_flight),
         default_deadline_s=config.server.default_deadline_ms / 1000,
@@ -219,7 +223,18 @@ async def running_gateway(
     server = grpc.aio.server(interceptors=[interceptor], options=_grpc_options(config))
     servicer = VerificationServicer(deps)
     verification_pb2_grpc.add_VerificationServiceServicer_to_server(servicer, server)
-    audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(audit, pepper), server)
+    audit_servicer = AuditServicer(
+        AuditDeps(
+            log=audit,
+            pepper=pepper,
+            policy=lambda: rules.value.policy,
+            citizen_keys=consent_keys,
+            limiter=limiter,
+            audited=audited,
+            catalogue_version=lambda: rules.value.catalogue.version,
+        )
+    )
+    audit_pb2_grpc.add_AuditServiceServicer_to_server(audit_servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -248,7 +263,8 @@ async def running_gateway(
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         serving = True
         watcher = asyncio.create_task(
-            _watch([rules, revoked], audit, metrics, departments), name="proofless-watch"
+            _watch([rules, revoked, consent_keys], audit, metrics, departments),
+            name="proofless-watch",
         )
         log.info("serving", extra={"port": bound, "ops_port": ops_bound})
         yield RunningGateway(

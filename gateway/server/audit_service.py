@@ -1,13 +1,23 @@
 """AuditService: the log's gRPC face for auditors, and ListAccesses for the citizen portal.
 
-A thin shell: roles come from the caller certificate (`require_role`), errors are raised as
-ProoflessError and the lead's interceptor turns them into rich statuses.
+A thin shell: the caller's identity comes from its certificate and its roles from the policy
+in force (removing a caller's role from the policy revokes it at the next reload); errors are
+raised as ProoflessError and the interceptor turns them into rich statuses.
+
+ListAccesses answers "who accessed my records" for one citizen. A portal must present the
+citizen's token from the identity provider (gateway.crypto.citizen), is held to its rate in the
+policy, and each listing is itself an audit entry under the citizen's subject. Entries hidden
+from the citizen (covert accesses under embargo) are filtered before a page is cut, and the
+page token is sealed for the subject (gateway.crypto.pagetoken): it tells nothing and works
+for no one else.
 """
 
 from __future__ import annotations
 
 import json
-import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -17,15 +27,19 @@ from google.protobuf import timestamp_pb2
 from gateway.audit import merkle
 from gateway.audit.entry import KIND_ACCESS, subject_of
 from gateway.audit.log import AuditLog
+from gateway.crypto.citizen import verify_citizen_token
+from gateway.crypto.pagetoken import BadPageToken, PageTokens
 from gateway.domain.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
-from gateway.server.identity import current_caller, require_role
+from gateway.domain.idnumber import validate_id_number
+from gateway.domain.policy import Policy
+from gateway.server.call import Audited, current_call, new_access
+from gateway.server.identity import current_caller
+from gateway.server.ratelimit import RateLimiter, caller_rate
 from proofless.v1 import audit_pb2, audit_pb2_grpc
 
 MAX_ENTRIES = 1000
 DEFAULT_PAGE = 100
-_PAGE_TOKEN = re.compile(r"[0-9]{1,20}")
 MAX_PAGE = 1000
-ID_LENGTH = 18
 
 
 def _bad(field: str, why: str) -> InvalidArgument:
@@ -52,15 +66,39 @@ def _hidden_from_citizen(entry: dict[str, Any], today: date) -> bool:
         return True  # an unreadable embargo errs on the side of the investigation
 
 
+@dataclass(frozen=True)
+class AuditDeps:
+    log: AuditLog
+    pepper: bytes
+    policy: Callable[[], Policy]  # the policy in force
+    citizen_keys: Callable[[], Mapping[str, Any]]  # the identity provider's keys in force
+    limiter: RateLimiter
+    audited: Audited
+    catalogue_version: Callable[[], str] = lambda: ""
+
+
 class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
-    def __init__(self, log: AuditLog, pepper: bytes) -> None:
-        self._log = log
-        self._pepper = pepper
+    def __init__(self, deps: AuditDeps) -> None:
+        self._d = deps
+        self._log = deps.log
+        self._pepper = deps.pepper
+        self._pages = PageTokens(deps.pepper, "ListAccesses")
+
+    def _require(self, *roles: str) -> str:
+        """The caller's id, if the policy in force gives it one of `roles`."""
+        caller = current_caller.get()
+        policy = self._d.policy()
+        for role in roles:
+            if policy.has_role(caller.id, role):
+                return role
+        raise PermissionDenied(
+            f"this RPC needs the {' or '.join(roles)} role", reason="ROLE_NOT_ALLOWED"
+        )
 
     async def GetCheckpoint(
         self, request: audit_pb2.GetCheckpointRequest, context: grpc.aio.ServicerContext
     ) -> audit_pb2.Checkpoint:
-        require_role("auditor")
+        self._require("auditor")
         cp = self._log.latest_checkpoint()
         return audit_pb2.Checkpoint(
             origin=cp.origin, tree_size=cp.size, root_hash=cp.root, signed_note=cp.text
@@ -69,7 +107,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     async def GetEntries(
         self, request: audit_pb2.GetEntriesRequest, context: grpc.aio.ServicerContext
     ) -> audit_pb2.GetEntriesResponse:
-        require_role("auditor")
+        self._require("auditor")
         size = self._log.tree_size
         if request.start >= size:
             raise _bad("start", f"must be below the tree size {size}")
@@ -84,7 +122,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     async def GetInclusionProof(
         self, request: audit_pb2.GetInclusionProofRequest, context: grpc.aio.ServicerContext
     ) -> audit_pb2.InclusionProof:
-        require_role("auditor")
+        self._require("auditor")
         tree_size = request.tree_size or self._log.latest_checkpoint().size
         if tree_size > self._log.tree_size:
             raise NotFound(f"the log has no tree of size {tree_size} yet", reason="NO_SUCH_TREE")
@@ -104,7 +142,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     async def GetConsistencyProof(
         self, request: audit_pb2.GetConsistencyProofRequest, context: grpc.aio.ServicerContext
     ) -> audit_pb2.ConsistencyProof:
-        require_role("auditor")
+        self._require("auditor")
         if not 0 < request.first <= request.second:
             raise _bad("first", "must satisfy 0 < first <= second")
         if request.second > self._log.tree_size:
@@ -117,41 +155,65 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     async def ListAccesses(
         self, request: audit_pb2.ListAccessesRequest, context: grpc.aio.ServicerContext
     ) -> audit_pb2.ListAccessesResponse:
-        caller = current_caller.get()
-        if not caller.roles & {"portal", "auditor"}:
-            raise PermissionDenied(
-                "this RPC needs the portal or auditor role", reason="ROLE_NOT_ALLOWED"
-            )
-        auditor = "auditor" in caller.roles
-        id_number = request.id_number.strip()
-        if not id_number:
-            raise _bad("id_number", "is required")
-        if len(id_number) > ID_LENGTH:
-            raise _bad("id_number", f"has more than {ID_LENGTH} characters")
-        id_number = id_number[:-1] + id_number[-1].upper()  # the check character X
-        page_size = min(request.page_size or DEFAULT_PAGE, MAX_PAGE)
-        start = 0
-        if request.page_token:
-            # ASCII digits only: str.isdigit() also admits "²" and other digits int() refuses
-            if not _PAGE_TOKEN.fullmatch(request.page_token):
-                raise _bad("page_token", "is not a token this service issued")
-            start = int(request.page_token)
+        policy = self._d.policy()
+        access = new_access(current_call.get(), policy.version, self._d.catalogue_version())
+        access.record_type = "accesses"
 
-        subject = subject_of(self._pepper, id_number)
-        indexes = [i for i in await self._log.accesses(subject) if i >= start]
+        async def body() -> audit_pb2.ListAccessesResponse:
+            role = self._require("portal", "auditor")
+            caller = current_caller.get()
+            rate, known = caller_rate(policy, caller.id)
+            await self._d.limiter.acquire(caller.id, rate, known=known)
+            id_number = _id_number(request.id_number)
+            subject = subject_of(self._pepper, id_number)
+            # the listing is an access to the citizen's data: the citizen sees it too
+            access.subject = subject
+            if role == "portal":
+                verify_citizen_token(
+                    request.citizen_token,
+                    issuer_keys=self._d.citizen_keys(),
+                    id_number=id_number,
+                    portal=caller.id,
+                    now=time.time(),
+                )
+            # A listing sees the log as it was at its first page: its own entries (each page
+            # is an access about the citizen) never extend it.
+            start, bound = 0, self._log.tree_size
+            if request.page_token:
+                try:
+                    start, bound = self._pages.open(request.page_token, subject)
+                except BadPageToken:
+                    raise _bad("page_token", "is not a token this service issued") from None
+            reply = await self._list(
+                subject, start, bound, request.page_size, auditor=role == "auditor"
+            )
+            await self._d.audited.append(access, None)
+            return reply
+
+        return await self._d.audited.run(access, body)
+
+    async def _list(
+        self, subject: str, start: int, bound: int, page_size: int, *, auditor: bool
+    ) -> audit_pb2.ListAccessesResponse:
+        page_size = min(page_size or DEFAULT_PAGE, MAX_PAGE)
         today = datetime.now(UTC).date()
         accesses: list[audit_pb2.Access] = []
         next_token = ""
-        for index in indexes:
-            if len(accesses) == page_size:
-                next_token = str(index)
+        for index in await self._log.accesses(subject):
+            if index < start:
+                continue
+            if index >= bound:
                 break
             (line,) = await self._log.entries(index, index + 1)
             entry = json.loads(line)
+            # filtered before the page is cut: a hidden entry never shapes a page or a token
             if entry.get("kind") != KIND_ACCESS:
                 continue
             if not auditor and _hidden_from_citizen(entry, today):
                 continue
+            if len(accesses) == page_size:
+                next_token = self._pages.seal(index, bound, subject)
+                break
             access = audit_pb2.Access(
                 caller=str(entry.get("caller", "")),
                 service_item=str(entry.get("service_item", "")),
@@ -165,3 +227,8 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
                 access.time.CopyFrom(ts)
             accesses.append(access)
         return audit_pb2.ListAccessesResponse(accesses=accesses, next_page_token=next_token)
+
+
+def _id_number(text: str) -> str:
+    """The citizen's ID number as the log's subjects are keyed, if it is one (GB 11643)."""
+    return validate_id_number(text.strip(), "id_number")

@@ -118,6 +118,13 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
             with self._d.admission.admit():
                 rate, known = caller_rate(rules.policy, access.caller)
                 await self._d.limiter.acquire(access.caller, rate, known=known)
+                # the policy is the one source of roles: a certificate alone grants nothing
+                if not known:
+                    raise PermissionDenied("caller is not in the policy", reason="CALLER_UNKNOWN")
+                if not rules.policy.has_role(access.caller, "approval"):
+                    raise PermissionDenied(
+                        "this RPC needs the approval role", reason="ROLE_NOT_ALLOWED"
+                    )
                 return await body(call, access, rules)
 
         return await self._d.audited.run(access, run)

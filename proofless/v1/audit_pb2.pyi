@@ -82,14 +82,16 @@ class ConsistencyProof(_message.Message):
     def __init__(self, first: _Optional[int] = ..., second: _Optional[int] = ..., hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ListAccessesRequest(_message.Message):
-    __slots__ = ("id_number", "page_size", "page_token")
+    __slots__ = ("id_number", "page_size", "page_token", "citizen_token")
     ID_NUMBER_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CITIZEN_TOKEN_FIELD_NUMBER: _ClassVar[int]
     id_number: str
     page_size: int
     page_token: str
-    def __init__(self, id_number: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    citizen_token: str
+    def __init__(self, id_number: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., citizen_token: _Optional[str] = ...) -> None: ...
 
 class Access(_message.Message):
     __slots__ = ("time", "caller", "service_item", "purpose", "record_type", "outcome", "audit_index")

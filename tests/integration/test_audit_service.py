@@ -101,7 +101,9 @@ async def test_list_accesses_for_the_citizen_hides_covert_ones(stack: Stack) -> 
     covert_index = covert_reply.attestation.audit_index
 
     portal = await stack.audit("citizen-portal")
-    seen = await portal.ListAccesses(audit_pb2.ListAccessesRequest(id_number=idn))
+    seen = await portal.ListAccesses(
+        audit_pb2.ListAccessesRequest(id_number=idn, citizen_token=stack.citizen_token(idn))
+    )
     by_index = {a.audit_index: a for a in seen.accesses}
     assert open_index in by_index
     assert covert_index not in by_index  # embargoed for 90 days
@@ -127,8 +129,9 @@ async def test_list_accesses_for_the_citizen_hides_covert_ones(stack: Stack) -> 
     )).entries  # fmt: skip
     assert json.loads(line)["covert_until"]  # in the tree, only hidden from the portal
 
+    head = stack.scenarios["household_head"]
     other = await portal.ListAccesses(
-        audit_pb2.ListAccessesRequest(id_number=stack.scenarios["household_head"])
+        audit_pb2.ListAccessesRequest(id_number=head, citizen_token=stack.citizen_token(head))
     )
     assert open_index not in {a.audit_index for a in other.accesses}
 

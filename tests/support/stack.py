@@ -18,6 +18,8 @@ from google.rpc import error_details_pb2, status_pb2
 from prometheus_client import CollectorRegistry
 
 from gateway.config import Config, merge_tables
+from gateway.crypto.citizen import issue_citizen_token
+from gateway.crypto.keys import load_ed25519_private_key
 from gateway.devtools.pki import DevPki
 from gateway.devtools.recipe import gateway_with_simulators
 from gateway.server.app import RunningGateway
@@ -81,6 +83,11 @@ class Stack:
 
     async def audit(self, caller: str) -> audit_pb2_grpc.AuditServiceStub:
         return audit_pb2_grpc.AuditServiceStub(await self.channel(caller))
+
+    def citizen_token(self, id_number: str, portal: str = "citizen-portal") -> str:
+        """The dev identity provider's token for the citizen logged in at `portal`."""
+        key = load_ed25519_private_key(self.pki.consent_issuer_key)
+        return issue_citizen_token(key, id_number=id_number, portal=portal)
 
 
 @asynccontextmanager

@@ -1,0 +1,164 @@
+"""Citizen tokens: the citizen identity provider's word that the person at the portal is the
+person whose accesses are listed.
+
+"Who accessed my records" (AuditService.ListAccesses) answers about one citizen. A portal
+certificate alone proves only that the caller is the portal, not which citizen logged in to
+it, so the portal must also present a citizen token: a compact JWS (EdDSA,
+`typ: proofless-citizen+jws`) from a trusted issuer (the same issuer keys as consent tokens:
+the citizen app signs both), binding
+
+    citizen  hex HMAC-SHA256(key = salt, the ID number with an upper-case X)
+    salt     16 random bytes, base64url; fresh per token, so no two tokens about one person
+             carry the same value and no table of precomputed IDs applies
+    portal   the portal's caller id (a token given to one portal is no use to another)
+    scope    "accesses:read"
+    iss, iat, exp (at most one hour), jti
+
+A token may be presented for every page of one listing until it expires; it is not single-use.
+Every refusal is PERMISSION_DENIED with an ErrorInfo reason (CITIZEN_TOKEN_MISSING,
+CITIZEN_TOKEN_INVALID, CITIZEN_TOKEN_EXPIRED, CITIZEN_TOKEN_WRONG_PORTAL,
+CITIZEN_TOKEN_WRONG_CITIZEN); no message quotes the ID number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gateway.crypto import jws
+from gateway.domain.errors import PermissionDenied
+
+TOKEN_TYPE = "proofless-citizen+jws"  # noqa: S105 -- a JOSE typ value, not a secret
+SCOPE = "accesses:read"
+DEFAULT_TTL = 900
+MAX_LIFETIME = 3600
+LEEWAY = 60
+
+
+@dataclass(frozen=True)
+class CitizenToken:
+    issuer: str
+    citizen: str
+    salt: bytes
+    portal: str
+    issued_at: int
+    expires_at: int
+    jti: str
+
+
+def citizen_binding(salt: bytes, id_number: str) -> str:
+    return hmac.new(salt, id_number.strip().upper().encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def issue_citizen_token(
+    key: Ed25519PrivateKey,
+    *,
+    id_number: str,
+    portal: str,
+    now: float | None = None,
+    ttl: int = DEFAULT_TTL,
+    issuer: str = "proofless-dev-consent",
+) -> str:
+    """A citizen token signed by the issuer key (for demos, tests and the dev issuer)."""
+    issued = int(time.time() if now is None else now)
+    salt = secrets.token_bytes(16)
+    payload = {
+        "iss": issuer,
+        "citizen": citizen_binding(salt, id_number),
+        "salt": jws.b64url_encode(salt),
+        "portal": portal,
+        "scope": SCOPE,
+        "iat": issued,
+        "exp": issued + ttl,
+        "jti": secrets.token_urlsafe(16),
+    }
+    body = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    header = {"alg": jws.ALG, "kid": jws.kid_of(key.public_key()), "typ": TOKEN_TYPE}
+    return jws.sign(body.encode("utf-8"), key, header)
+
+
+def _invalid(message: str) -> PermissionDenied:
+    return PermissionDenied(f"citizen token {message}", reason="CITIZEN_TOKEN_INVALID")
+
+
+def _parse(token: str, issuer_keys: Mapping[str, Any]) -> CitizenToken:
+    try:
+        header, payload = jws.verify(token, issuer_keys)
+    except jws.ProofInvalid as exc:
+        raise _invalid(f"rejected: {exc.message}") from exc
+    if header.get("typ") != TOKEN_TYPE:
+        raise _invalid(f"must have typ {TOKEN_TYPE}")
+    try:
+        claims = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise _invalid("payload is not UTF-8 JSON") from exc
+    if not isinstance(claims, dict):
+        raise _invalid("payload is not a JSON object")
+    for name in ("iss", "citizen", "salt", "portal", "scope", "jti"):
+        if not isinstance(claims.get(name), str):
+            raise _invalid(f"lacks the string claim {name}")
+    for name in ("iat", "exp"):
+        value = claims.get(name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _invalid(f"lacks the integer claim {name}")
+    if claims["scope"] != SCOPE:
+        raise _invalid(f"must have scope {SCOPE}")
+    try:
+        salt = jws.b64url_decode(claims["salt"])
+    except ValueError as exc:
+        raise _invalid("salt is not base64url") from exc
+    if len(salt) < 16:
+        raise _invalid("salt is shorter than 16 bytes")
+    return CitizenToken(
+        issuer=claims["iss"],
+        citizen=claims["citizen"],
+        salt=salt,
+        portal=claims["portal"],
+        issued_at=claims["iat"],
+        expires_at=claims["exp"],
+        jti=claims["jti"],
+    )
+
+
+def verify_citizen_token(
+    token: str,
+    *,
+    issuer_keys: Mapping[str, Any],
+    id_number: str,
+    portal: str,
+    now: float,
+    leeway: int = LEEWAY,
+) -> CitizenToken:
+    """Accept a citizen token for exactly this citizen and this portal, while it is valid."""
+    if not token:
+        raise PermissionDenied(
+            "listing a citizen's accesses requires the citizen's token from the identity provider",
+            reason="CITIZEN_TOKEN_MISSING",
+        )
+    parsed = _parse(token, issuer_keys)
+    if parsed.expires_at <= parsed.issued_at:
+        raise _invalid("expires before it is issued")
+    if parsed.expires_at - parsed.issued_at > MAX_LIFETIME:
+        raise _invalid(f"lives longer than {MAX_LIFETIME} seconds")
+    if parsed.issued_at > now + leeway:
+        raise _invalid("is issued in the future")
+    if parsed.expires_at + leeway <= now:
+        raise PermissionDenied("citizen token has expired", reason="CITIZEN_TOKEN_EXPIRED")
+    if parsed.portal != portal:
+        raise PermissionDenied(
+            "citizen token was given to another portal", reason="CITIZEN_TOKEN_WRONG_PORTAL"
+        )
+    expected = citizen_binding(parsed.salt, id_number).encode("ascii")
+    if not hmac.compare_digest(parsed.citizen.encode("utf-8"), expected):
+        raise PermissionDenied(
+            "citizen token is about another citizen", reason="CITIZEN_TOKEN_WRONG_CITIZEN"
+        )
+    return parsed
