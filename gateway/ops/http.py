@@ -31,6 +31,16 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES: Final = 4096
 MAX_LINE_BYTES: Final = 4096
 JWKS_MAX_AGE_SECONDS: Final = 300
+#: The request handler's settings, given to the Application (aiohttp merges them into the
+#: handler's keywords; as a keyword of the runner, `handler_args` reached the handler as an
+#: unknown argument and aiohttp fell back to its defaults with a warning). No access log of
+#: aiohttp's own: the ops server's requests carry no caller, and the lines would go to stderr
+#: beside the gateway's JSON logs.
+HANDLER_ARGS: Final[Mapping[str, Any]] = {
+    "max_line_size": MAX_LINE_BYTES,
+    "max_field_size": MAX_LINE_BYTES,
+    "access_log": None,
+}
 
 SECURITY_HEADERS: Final = {
     "Content-Security-Policy": (
@@ -109,7 +119,11 @@ class OpsServer:
 
     def app(self) -> web.Application:
         """The aiohttp application (exposed for tests and embedding)."""
-        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_security_headers])
+        app = web.Application(
+            client_max_size=MAX_BODY_BYTES,
+            middlewares=[_security_headers],
+            handler_args=HANDLER_ARGS,
+        )
         app.router.add_get("/", self._root)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
@@ -126,11 +140,7 @@ class OpsServer:
         """Listen on host:port (0 picks a free port) and start sampling; returns the port."""
         if self._runner is not None:
             raise RuntimeError("the ops server is already started")
-        runner = web.AppRunner(
-            self.app(),
-            access_log=None,
-            handler_args={"max_line_size": MAX_LINE_BYTES, "max_field_size": MAX_LINE_BYTES},
-        )
+        runner = web.AppRunner(self.app())
         await runner.setup()
         try:
             await web.TCPSite(runner, host, port).start()
