@@ -61,6 +61,10 @@ AUDIT_BUCKETS: Final = (
 REQUEST_OUTCOMES: Final = OUTCOMES
 #: department call outcomes; every outcome except these two counts as a department error
 DEPARTMENT_OK_OUTCOMES: Final = frozenset({"ok", "not_found"})
+#: the labels whose values `_Vocabulary` bounds
+BOUNDED_LABELS: Final = (
+    "rpc", "caller", "service_item", "outcome", "code", "transport", "department", "reason",
+)  # fmt: skip
 #: circuit-breaker states and the gauge value each is exported as
 BREAKER_STATES: Final = {"closed": 0, "half_open": 1, "half-open": 1, "open": 2}
 
@@ -169,10 +173,7 @@ class Metrics:
         self._callers: frozenset[str] | None = None
         self._service_items: frozenset[str] | None = None
         self.known_labels(callers=callers, service_items=service_items)
-        self._vocab = {
-            name: _Vocabulary()
-            for name in ("rpc", "caller", "service_item", "outcome", "code", "department", "reason")
-        }
+        self._vocab = {name: _Vocabulary() for name in BOUNDED_LABELS}
 
         self.denials = Counter(
             "proofless_denials_total",
@@ -213,7 +214,7 @@ class Metrics:
 
         # the hot path's series, keyed by their (bounded) label values; see _HotCollector
         self.in_flight = 0
-        self.requests: dict[tuple[str, str, str, str, str], int] = {}
+        self.requests: dict[tuple[str, str, str, str, str, str], int] = {}
         self.request_duration: dict[str, _Histogram] = {}
         self.department_requests: dict[tuple[str, str], int] = {}
         self.department_duration: dict[str, _Histogram] = {}
@@ -223,7 +224,7 @@ class Metrics:
         self.proofs = 0
         # raw label values -> the bounded labels (or the series) they map to
         self._request_labels: dict[
-            tuple[str, str, str, str, str], tuple[str, str, str, str, str]
+            tuple[str, str, str, str, str, str], tuple[str, str, str, str, str, str]
         ] = {}
         self._duration_series: dict[str, _Histogram] = {}
         self._department_labels: dict[tuple[str, str], tuple[str, str]] = {}
@@ -266,10 +267,19 @@ class Metrics:
         self.in_flight += 1
 
     def request_finished(  # noqa: PLR0917 - positional on purpose: the server's hot path
-        self, rpc: str, caller: str, service_item: str, outcome: str, code: str, seconds: float
+        self,
+        rpc: str,
+        caller: str,
+        service_item: str,
+        outcome: str,
+        code: str,
+        seconds: float,
+        *,
+        transport: str = "grpc",
     ) -> None:
-        """A request left with `outcome` (see REQUEST_OUTCOMES) and gRPC status `code`."""
-        key = (rpc, caller, service_item, outcome, code)
+        """A request left with `outcome` (see REQUEST_OUTCOMES) and gRPC status `code`, having
+        come through the door `transport` ("grpc" or "http")."""
+        key = (rpc, caller, service_item, outcome, code, transport)
         labels = self._request_labels.get(key)
         if labels is None:
             if self._callers is not None:
@@ -282,6 +292,7 @@ class Metrics:
                 self._label("service_item", service_item, trusted=self._service_items is not None),
                 self._label("outcome", outcome),
                 self._label("code", code),
+                self._label("transport", transport),
             )
             labels = _cache(self._request_labels, key, found)
         requests = self.requests
@@ -360,9 +371,9 @@ class _HotCollector(Collector):
         m = self._m
         requests = CounterMetricFamily(
             "proofless_requests",
-            "Verification requests finished, by RPC, calling system, service item, outcome "
-            "and gRPC status code.",
-            labels=["rpc", "caller", "service_item", "outcome", "code"],
+            "Verification requests finished, by RPC, calling system, service item, outcome, "
+            "gRPC status code and the door they came through (grpc, http).",
+            labels=["rpc", "caller", "service_item", "outcome", "code", "transport"],
         )
         duration = HistogramMetricFamily(
             "proofless_request_duration_seconds",

@@ -89,6 +89,7 @@ def test_request_lifecycle(registry: CollectorRegistry, metrics: Metrics) -> Non
         "service_item": "ershoufang",
         "outcome": "granted",
         "code": "OK",
+        "transport": "grpc",
     }
     assert registry.get_sample_value("proofless_requests_total", labels) == 2
     rpc = {"rpc": "GetHouseholdRecord"}
@@ -197,6 +198,7 @@ def test_known_sets_bound_caller_and_item(registry: CollectorRegistry) -> None:
                 "service_item": OTHER,
                 "outcome": "denied",
                 "code": "X",
+                "transport": "grpc",
             },
         )
         == 1
