@@ -27,7 +27,7 @@ from typing import Any
 
 import grpc
 
-import gateway.server.interceptors
+import gateway.server.door
 import gateway.server.verification
 from bench.load import request_bodies
 from bench.servers import InProcessHousehold
@@ -102,7 +102,7 @@ def _without_audit() -> None:
 
 
 def _without_access_log() -> None:
-    _replace(gateway.server.interceptors, "log_fields", lambda *args, **kwargs: None)
+    _replace(gateway.server.door, "log_fields", lambda *args, **kwargs: None)
 
 
 def _without_resilience() -> None:
