@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from gateway.catalogue import Catalogue, load_catalogue
-from gateway.domain.errors import ConfigError, ProoflessError
+from gateway.domain.errors import ConfigError, PermissionDenied, ProoflessError
 from gateway.domain.policy import explain_allowed
 from gateway.domain.policy_file import load_policy
+from gateway.domain.requirements import Requirement
+from gateway.domain.requirements import describe as describe_requirements
 
 Command = Callable[[argparse.Namespace], int]
 DEFAULT_CATALOGUE = Path("deploy/catalogue")
@@ -116,16 +118,44 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
         print(
             f"  {item.code:24} {', '.join(sorted(item.callers))} | "
             f"{records or 'no records'} | {len(item.claims)} claims"
+            + (f" | requires {len(item.requirements.requirements)}" if item.requirements else "")
             + (f" | {', '.join(flags)}" if flags else "")
         )
     return 0
 
 
 def cmd_policy_explain(args: argparse.Namespace) -> int:
-    pol = load_policy(args.policy, _load_catalogue(args.catalogue))
-    text = pol.explain(args.caller, args.item, args.proof)
-    print(text)
-    return 0 if explain_allowed(text) else 1
+    catalogue = _load_catalogue(args.catalogue)
+    pol = load_policy(args.policy, catalogue)
+    if args.proof:
+        text = pol.explain(args.caller, args.item, args.proof)
+        print(text)
+        return 0 if explain_allowed(text) else 1
+    try:
+        item = pol.grant(args.caller, args.item)
+    except PermissionDenied as denied:
+        print(f"DENIED ({denied.reason}): {denied.message}; policy {pol.version[:12]}")
+        return 1
+    if not item.requirements:
+        print(f"{item.code} ({item.name}) declares no requirements: CheckItem refuses it")
+        return 1
+    print(f"CheckItem {item.code} ({item.name}) for {args.caller}; policy {pol.version[:12]}")
+    for line in describe_requirements(item.requirements):
+        name = line.split(":", 1)[0]
+        requirement = item.requirements.requirements.get(name)
+        reach = ""
+        if requirement is not None:
+            reach = " -> " + ", ".join(sorted(_departments(catalogue, requirement)))
+        print(f"  {line}{reach}")
+    return 0
+
+
+def _departments(catalogue: Catalogue, requirement: Requirement) -> set[str]:
+    """The departments a requirement reaches (a claim's own evidence and what it reads)."""
+    if requirement.prefill:
+        return {catalogue.evidence[requirement.prefill].department}
+    claim = catalogue.claims[requirement.claim]
+    return {catalogue.evidence[e].department for e in claim.evidence_types}
 
 
 def _catalogue_option(p: argparse.ArgumentParser) -> None:
@@ -185,11 +215,13 @@ def add_commands(subparsers: Any) -> None:
         help="why a caller may or may not use a proof for a service item",
         description="Say whether CALLER may use PROOF (an evidence type such as household, or "
         "a claim such as property.ownership) for ITEM, with the fields it would see or the "
-        "parameters it may use, or the rule that denies it. Exit 0 allowed, 1 denied.",
+        "parameters it may use, or the rule that denies it. Without --proof: the item's "
+        "requirements as CheckItem decides them, and the departments each reaches. Exit 0 "
+        "allowed, 1 denied.",
     )
     p.add_argument("--policy", type=Path, default=DEFAULT_POLICY, help="policy TOML")
     _catalogue_option(p)
     p.add_argument("--caller", required=True, help="caller id")
     p.add_argument("--item", required=True, help="service item code")
-    p.add_argument("--proof", required=True, help="evidence type or claim")
+    p.add_argument("--proof", help="evidence type or claim (default: the item's requirements)")
     p.set_defaults(func=_guarded(cmd_policy_explain))

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.domain.errors import PermissionDenied
+from gateway.domain.requirements import ItemRequirements
 
 
 class Vocabulary(Protocol):
@@ -126,6 +127,7 @@ class ServiceItem:
     consent_required: bool
     covert_embargo_days: int
     attributes: Mapping[str, str] = field(default_factory=dict)  # e.g. region = "350505"
+    requirements: ItemRequirements = field(default_factory=ItemRequirements)  # CheckItem
 
 
 @dataclass(frozen=True)

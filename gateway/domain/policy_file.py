@@ -22,6 +22,16 @@
     [items.<item-code>.claim."household.residence"]  # a claim with constraints
     repeat = 1                                     # times per request (default 1)
     params.region = { item = "region" }            # fixed | item | in | min | max
+    [items.<item-code>.requires.<name>]            # what CheckItem decides in one call
+    claim = "marriage.status"                      # a claim, its parameters from the policy,
+    params = { status = "married", spouse = { party = "spouse" }, region = { item = "region" } }
+    [items.<item-code>.requires.<name>]            # or evidence fields to prefill the form
+    prefill = "household"
+    fields = ["name", "address"]
+    [items.<item-code>.groups.<name>]              # all-of / any-of, of requirements and groups
+    any = ["<requirement>", "<group>"]
+    [items.<item-code>]
+    decide = "<group or requirement>"              # the item's verdict (default: all claims)
 
 Every error names file, table and key; the file's version is the SHA-256 of its bytes,
 recorded with every audit entry. `parse_policy` is pure; `load_policy` reads the file.
@@ -48,6 +58,13 @@ from gateway.domain.policy import (
     RateLimit,
     ServiceItem,
     Vocabulary,
+)
+from gateway.domain.requirements import (
+    Group,
+    ItemRequirements,
+    ParamSource,
+    Requirement,
+    check_groups,
 )
 from gateway.domain.vocabulary import ROLES
 
@@ -207,6 +224,9 @@ _ITEM_KEYS = (
     "claims",
     "claim",
     "records",
+    "requires",
+    "groups",
+    "decide",
 )
 
 
@@ -264,8 +284,9 @@ def _parse_item(
                     + ", ".join(sorted(known_fields)),
                 )
         records[kind] = frozenset(names)
-    if not records and not claims:
-        r.fail(None, "grants neither records nor claims")
+    requirements = _parse_requirements(source, code, r, attributes, vocabulary)
+    if not records and not claims and not requirements:
+        r.fail(None, "grants neither records nor claims, and requires nothing")
     return ServiceItem(
         code=code,
         name=r.get("name", str),
@@ -276,7 +297,129 @@ def _parse_item(
         consent_required=r.get("consent_required", bool, False),
         covert_embargo_days=embargo,
         attributes=MappingProxyType(attributes),
+        requirements=requirements,
     )
+
+
+_ROLE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def _parse_requirements(
+    source: str, code: str, r: _Reader, attributes: dict[str, str], vocabulary: Vocabulary
+) -> ItemRequirements:
+    table = _Reader(source, f"items.{code}.requires", r.get("requires", dict, {}))
+    requirements: dict[str, Requirement] = {}
+    for name, raw in table.data.items():
+        if not _ATTRIBUTE.fullmatch(name):
+            table.fail(name, "requirement name must be 1-32 of a-z 0-9 _, starting with a letter")
+        q = _Reader(source, f"items.{code}.requires.{name}", raw)
+        requirements[name] = _parse_requirement(q, name, attributes, vocabulary)
+    groups: dict[str, Group] = {}
+    gt = _Reader(source, f"items.{code}.groups", r.get("groups", dict, {}))
+    for name, raw in gt.data.items():
+        g = _Reader(source, f"items.{code}.groups.{name}", raw)
+        g.only("all", "any")
+        if name in requirements:
+            g.fail(None, "a group and a requirement share this name")
+        if len(g.data) != 1:
+            g.fail(None, "a group is exactly one of all = [...] or any = [...]")
+        mode = next(iter(g.data))
+        members = g.strings(mode)
+        if not members:
+            g.fail(mode, "names no member")
+        groups[name] = Group(name, mode, tuple(members))
+    spec = ItemRequirements(
+        MappingProxyType(requirements), MappingProxyType(groups), r.get("decide", str, "")
+    )
+    problem = check_groups(spec)
+    if problem:
+        r.fail("groups" if groups else "decide", problem)
+    return spec
+
+
+def _parse_requirement(
+    q: _Reader, name: str, attributes: dict[str, str], vocabulary: Vocabulary
+) -> Requirement:
+    q.only("claim", "params", "prefill", "fields", "subject", "description")
+    description = q.get("description", str, "")
+    if ("claim" in q.data) == ("prefill" in q.data):
+        q.fail(None, 'a requirement is exactly one of claim = "..." or prefill = "..."')
+    if "prefill" in q.data:
+        evidence = q.get("prefill", str)
+        known = vocabulary.evidence_fields(evidence)
+        if known is None:
+            q.fail("prefill", f"the catalogue has no evidence type {evidence!r}")
+        assert known is not None
+        fields = q.strings("fields")
+        if not fields:
+            q.fail("fields", "names no field")
+        for f in fields:
+            if f not in known:
+                q.fail("fields", f"unknown field {f!r} of {evidence}")
+        party = _subject_party(q)
+        return Requirement(
+            name, prefill=evidence, fields=tuple(fields), subject_party=party,
+            description=description,
+        )  # fmt: skip
+    claim = q.get("claim", str)
+    kinds = vocabulary.claim_params(claim)
+    if kinds is None:
+        q.fail("claim", f"the catalogue has no claim {claim!r}")
+    assert kinds is not None
+    params: dict[str, ParamSource] = {}
+    pt = _Reader(q.source, f"{q.table}.params", q.get("params", dict, {}))
+    for param, raw in pt.data.items():
+        kind = kinds.get(param)
+        if kind is None:
+            pt.fail(param, f"{claim} has no such parameter; it has {', '.join(kinds)}")
+        assert kind is not None
+        if isinstance(raw, dict):
+            src = _Reader(q.source, f"{q.table}.params.{param}", raw)
+            src.only("item", "party")
+            if len(raw) != 1:
+                src.fail(None, 'a source is exactly one of item = "..." or party = "..."')
+            if "item" in raw:
+                attribute = src.get("item", str)
+                if attribute not in attributes:
+                    src.fail("item", f"the item has no attribute {attribute!r}")
+                params[param] = ParamSource(item_attribute=attribute)
+            else:
+                role = src.get("party", str)
+                if not _ROLE.fullmatch(role):
+                    src.fail("party", "a role is 1-32 of a-z 0-9 _, starting with a letter")
+                if kind not in ("person", "organisation"):
+                    src.fail("party", "only a person or organisation parameter names a party")
+                params[param] = ParamSource(party=role)
+            continue
+        if kind in ("person", "organisation"):
+            pt.fail(param, 'a person is named by the request ({ party = "role" }), never here')
+        value_type: type = {"integer": int, "bool": bool}.get(kind, str)
+        if not isinstance(raw, value_type) or (value_type is int and isinstance(raw, bool)):
+            pt.fail(param, f"must be {_TOML_TYPES[value_type]} ({kind})")
+        params[param] = ParamSource(value=raw)
+    requirement = Requirement(
+        name,
+        claim=claim,
+        params=MappingProxyType(params),
+        subject_party=_subject_party(q),
+        description=description,
+    )
+    if len(requirement.roles()) > 1:
+        q.fail(None, "names more than one party role; a requirement is about one other party")
+    return requirement
+
+
+def _subject_party(q: _Reader) -> str:
+    """`subject = { party = "role" }`: whose own record the requirement reads (default: the
+    applicant's)."""
+    if "subject" not in q.data:
+        return ""
+    st = _Reader(q.source, f"{q.table}.subject", q.get("subject", dict))
+    st.only("party")
+    party: str = st.get("party", str)
+    if not _ROLE.fullmatch(party):
+        st.fail("party", "a role is 1-32 of a-z 0-9 _, starting with a letter")
+    return party
 
 
 def _parse_grant(

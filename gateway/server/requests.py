@@ -118,3 +118,55 @@ def claims_request(
     return ClaimsRequest(
         valid_request(request.context, subject, request.applicant.name), tuple(parsed)
     )
+
+
+#: parties of one CheckItem request: enough for a large household, few enough to bound fan-out
+MAX_PARTIES = 16
+
+
+@dataclass(frozen=True)
+class ItemRequest:
+    common: ValidRequest
+    #: each party as (role, subject: the normalised ID number or credit code), in request order
+    parties: tuple[tuple[str, str], ...]
+
+
+def _either(applicant: pb.Applicant, today: date | None) -> tuple[str, list[FieldViolation]]:
+    """A person, or an organisation when only a credit code is given."""
+    if applicant.credit_code and not applicant.id_number:
+        return validate_organisation(applicant)
+    return validate_person(applicant, today)
+
+
+def item_request(
+    request: pb.CheckItemRequest, roles: frozenset[str], *, today: date | None = None
+) -> ItemRequest:
+    """`roles`: the roles the item's requirements name; a party in any other role is refused
+    (its record would be read for nothing)."""
+    violations = validate_context(request.context)
+    subject, more = _either(request.applicant, today)
+    violations += more
+    parties: list[tuple[str, str]] = []
+    if len(request.parties) > MAX_PARTIES:
+        violations.append(FieldViolation("parties", f"at most {MAX_PARTIES}"))
+    else:
+        for i, party in enumerate(request.parties):
+            where = f"parties[{i}]"
+            if party.role not in roles:
+                # caller text: never quoted back
+                violations.append(FieldViolation(f"{where}.role", "not a role this item names"))
+            if party.subject.name:
+                violations.append(FieldViolation(f"{where}.subject.name", "must be empty"))
+            party_subject, more = _either(party.subject, today)
+            violations += [
+                FieldViolation(v.field.replace("applicant", f"{where}.subject", 1), v.description)
+                for v in more
+            ]
+            if party_subject and party_subject == subject:
+                violations.append(FieldViolation(f"{where}.subject", "is the applicant"))
+            parties.append((party.role, party_subject))
+    if violations:
+        raise InvalidArgument(violations)
+    return ItemRequest(
+        valid_request(request.context, subject, request.applicant.name), tuple(parties)
+    )

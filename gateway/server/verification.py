@@ -65,8 +65,15 @@ from gateway.server.call import Audited, Call, current_call, new_access
 from gateway.server.departments import Departments
 from gateway.server.discovery import evidence_types_view, service_items_view
 from gateway.server.in_force import InForce
+from gateway.server.items import answer_item, plan_item
 from gateway.server.ratelimit import RateLimiter, caller_rate
-from gateway.server.requests import RecordRequest, claims_request, evidence_request, record_request
+from gateway.server.requests import (
+    RecordRequest,
+    claims_request,
+    evidence_request,
+    item_request,
+    record_request,
+)
 from proofless.v1 import verification_pb2 as pb
 from proofless.v1 import verification_pb2_grpc as pb_grpc
 
@@ -465,6 +472,73 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
 
         return await self._audited(context, body)
 
+    # ---- one thing, one call ------------------------------------------------------------
+
+    async def CheckItem(
+        self, request: pb.CheckItemRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CheckItemResponse:
+        async def body(call: Call, access: Access, rules: InForce) -> pb.CheckItemResponse:
+            today = self._d.today()
+            declared = rules.policy.item(request.context.service_item)
+            roles = declared.requirements.roles() if declared is not None else frozenset()
+            v = item_request(request, roles, today=today)
+            self._admit(call, access, rules, v.common, "item")
+            item = rules.policy.grant(access.caller, v.common.service_item)
+            if not item.requirements:
+                raise PermissionDenied(
+                    f"service item {item.code} declares no requirements; ask its records "
+                    "and claims one by one",
+                    reason="ITEM_HAS_NO_REQUIREMENTS",
+                )
+            if v.common.name:
+                raise PermissionDenied(
+                    "applicant.name is not checked by CheckItem; leave it empty",
+                    reason="NAME_NOT_ALLOWED",
+                )
+            plan = plan_item(item, v.parties, v.common.subject, rules.catalogue, today=today)
+            pseudonym = self._pseudonym
+            access.claims = [
+                {"type": s.claim.type, "params": _audited_params(s.claim, pseudonym)}
+                for s in plan.claims
+                if s.claim is not None
+            ]
+            access.subjects = sorted({pseudonym(p) for p in plan.persons()})
+            await self._conditions(access, rules, v.common)
+            results = await self._fetch_needs(access, rules, plan.needs(), context)
+            key = new_binding_key()
+            outcomes = [
+                None
+                if s.claim is None
+                else evaluate(
+                    s.claim,
+                    s.subject,
+                    results,
+                    today=today,
+                    catalogue=rules.catalogue,
+                    bind=lambda person: binding(key, person),
+                )
+                for s in plan.claims
+            ]
+            response, data, as_ofs = answer_item(item, plan, outcomes, results)
+            data_json = self._finish_id(access, data)
+            index = await self._d.audited.append(access, None)
+            self._attest(
+                response.attestation,
+                access,
+                rules,
+                index=index,
+                fields=sorted(item.requirements.requirements),
+                data=data,
+                data_json=data_json,
+                departments=sorted(set(access.departments)),
+                as_of=min(as_ofs) if as_ofs else None,
+                key=key,
+                subject=v.common.subject,
+            )
+            return response
+
+        return await self._audited(context, body)
+
     def _pseudonym(self, subject: str) -> str:
         return subject_of(self._d.pepper, subject)
 
@@ -478,8 +552,13 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
     ) -> dict[Need, Fetch | ProoflessError]:
         """Every record the claims read, each once, concurrently within the deadline; a
         failing department fails only the claims that read it."""
+        return await self._fetch_needs(access, rules, fetch_plan(claims, subject), context)
+
+    async def _fetch_needs(
+        self, access: Access, rules: InForce, needs: frozenset[Need], context: Any
+    ) -> dict[Need, Fetch | ProoflessError]:
         deadline = self._deadline(context)
-        plan = sorted(fetch_plan(claims, subject))
+        plan = sorted(needs)
 
         async def one(need: Need) -> Fetch | ProoflessError:
             evidence = rules.catalogue.evidence[need.evidence]

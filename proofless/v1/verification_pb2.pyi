@@ -524,3 +524,69 @@ class ListEvidenceTypesResponse(_message.Message):
     policy_version: str
     catalogue_version: str
     def __init__(self, caller: _Optional[str] = ..., items: _Optional[_Iterable[_Union[ItemView, _Mapping]]] = ..., policy_version: _Optional[str] = ..., catalogue_version: _Optional[str] = ...) -> None: ...
+
+class Party(_message.Message):
+    __slots__ = ("role", "subject")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    subject: Applicant
+    def __init__(self, role: _Optional[str] = ..., subject: _Optional[_Union[Applicant, _Mapping]] = ...) -> None: ...
+
+class CheckItemRequest(_message.Message):
+    __slots__ = ("context", "applicant", "parties")
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    APPLICANT_FIELD_NUMBER: _ClassVar[int]
+    PARTIES_FIELD_NUMBER: _ClassVar[int]
+    context: RequestContext
+    applicant: Applicant
+    parties: _containers.RepeatedCompositeFieldContainer[Party]
+    def __init__(self, context: _Optional[_Union[RequestContext, _Mapping]] = ..., applicant: _Optional[_Union[Applicant, _Mapping]] = ..., parties: _Optional[_Iterable[_Union[Party, _Mapping]]] = ...) -> None: ...
+
+class RequirementResult(_message.Message):
+    __slots__ = ("name", "kind", "claim_type", "verdict", "status", "department", "as_of", "party")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_TYPE_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    PARTY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: str
+    claim_type: str
+    verdict: Verdict
+    status: _status_pb2.Status
+    department: str
+    as_of: _timestamp_pb2.Timestamp
+    party: str
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., claim_type: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., department: _Optional[str] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., party: _Optional[str] = ...) -> None: ...
+
+class Prefill(_message.Message):
+    __slots__ = ("name", "evidence_type", "party", "records", "status")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PARTY_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    evidence_type: str
+    party: str
+    records: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
+    status: _status_pb2.Status
+    def __init__(self, name: _Optional[str] = ..., evidence_type: _Optional[str] = ..., party: _Optional[str] = ..., records: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
+
+class CheckItemResponse(_message.Message):
+    __slots__ = ("service_item", "verdict", "requirements", "prefill", "attestation")
+    SERVICE_ITEM_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    REQUIREMENTS_FIELD_NUMBER: _ClassVar[int]
+    PREFILL_FIELD_NUMBER: _ClassVar[int]
+    ATTESTATION_FIELD_NUMBER: _ClassVar[int]
+    service_item: str
+    verdict: Verdict
+    requirements: _containers.RepeatedCompositeFieldContainer[RequirementResult]
+    prefill: _containers.RepeatedCompositeFieldContainer[Prefill]
+    attestation: Attestation
+    def __init__(self, service_item: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., requirements: _Optional[_Iterable[_Union[RequirementResult, _Mapping]]] = ..., prefill: _Optional[_Iterable[_Union[Prefill, _Mapping]]] = ..., attestation: _Optional[_Union[Attestation, _Mapping]] = ...) -> None: ...

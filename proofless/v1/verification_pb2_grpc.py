@@ -69,6 +69,11 @@ class VerificationServiceStub:
                 request_serializer=proofless_dot_v1_dot_verification__pb2.ListEvidenceTypesRequest.SerializeToString,
                 response_deserializer=proofless_dot_v1_dot_verification__pb2.ListEvidenceTypesResponse.FromString,
                 _registered_method=True)
+        self.CheckItem = channel.unary_unary(
+                '/proofless.v1.VerificationService/CheckItem',
+                request_serializer=proofless_dot_v1_dot_verification__pb2.CheckItemRequest.SerializeToString,
+                response_deserializer=proofless_dot_v1_dot_verification__pb2.CheckItemResponse.FromString,
+                _registered_method=True)
 
 
 class VerificationServiceServicer:
@@ -126,6 +131,17 @@ class VerificationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckItem(self, request, context):
+        """一件事一次办: every requirement of a service item, decided in one call. The gateway reads
+        each record it needs once, from every department concurrently within the deadline, and
+        answers each requirement, the item's verdict and the form prefill the item allows, under
+        one signed proof and one audit entry. A department that cannot answer makes only its
+        requirements UNDETERMINED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VerificationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -163,6 +179,11 @@ def add_VerificationServiceServicer_to_server(servicer, server):
                     servicer.ListEvidenceTypes,
                     request_deserializer=proofless_dot_v1_dot_verification__pb2.ListEvidenceTypesRequest.FromString,
                     response_serializer=proofless_dot_v1_dot_verification__pb2.ListEvidenceTypesResponse.SerializeToString,
+            ),
+            'CheckItem': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckItem,
+                    request_deserializer=proofless_dot_v1_dot_verification__pb2.CheckItemRequest.FromString,
+                    response_serializer=proofless_dot_v1_dot_verification__pb2.CheckItemResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -354,6 +375,33 @@ class VerificationService:
             '/proofless.v1.VerificationService/ListEvidenceTypes',
             proofless_dot_v1_dot_verification__pb2.ListEvidenceTypesRequest.SerializeToString,
             proofless_dot_v1_dot_verification__pb2.ListEvidenceTypesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckItem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/proofless.v1.VerificationService/CheckItem',
+            proofless_dot_v1_dot_verification__pb2.CheckItemRequest.SerializeToString,
+            proofless_dot_v1_dot_verification__pb2.CheckItemResponse.FromString,
             options,
             channel_credentials,
             insecure,
