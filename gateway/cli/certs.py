@@ -1,5 +1,5 @@
-"""`proofless certs|consent`: the command-line faces of the dev CA (gateway.devtools.pki)
-and consent tokens (gateway.crypto.consent).
+"""`proofless certs|consent`: the command-line faces of the dev CA (gateway.devtools.pki), the
+proof-signing key's rotation (gateway.crypto.keys) and consent tokens (gateway.crypto.consent).
 Each command returns an exit code; a ProoflessError becomes its diagnostics on stderr and exit 1.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,19 @@ def cmd_certs_crl(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_certs_rotate_proof_key(args: argparse.Namespace) -> int:
+    key = Path(args.key) if args.key else pki.DevPki(Path(args.dir)).proof_signing_key
+    retired_dir = Path(args.retired) if args.retired else key.parent / keys.RETIRED_PROOF_KEYS_DIR
+    retired, new_kid = keys.rotate_proof_key(key, retired_dir, grace_s=args.grace)
+    until = datetime.fromtimestamp(retired.retired_at, UTC)
+    print(f"retired proof-signing key {retired.kid}")
+    print(f"  published in {retired_dir / (retired.kid + keys.RETIRED_KEY_SUFFIX)}")
+    print(f"  covers proofs issued before {until:%Y-%m-%d %H:%M:%S}Z")
+    print(f"new proof-signing key {new_kid} in {key}")
+    print("  running gateways pick it up within seconds (they watch the key files) or on restart")
+    return 0
+
+
 def _add_certs(sub: Any) -> None:
     certs = sub.add_parser(
         "certs",
@@ -156,6 +170,33 @@ def _add_certs(sub: Any) -> None:
     with_dir(p)
     p.add_argument("--days", type=int, default=pki.CRL_DAYS, help="CRL validity in days (365)")
     p.set_defaults(func=_guarded(cmd_certs_crl))
+
+    p = cs.add_parser(
+        "rotate-proof-key",
+        help="retire the proof-signing key and make a new one",
+        description="Write the current proof-signing key's public JWK, with the time it retires "
+        "as 'exp', to the retired-keys directory (which the gateway publishes in its JWKS beside "
+        "the current key, so proofs signed before the rotation keep verifying), then replace the "
+        "key file with a fresh Ed25519 key (0600). The old private key is not kept. Gateways "
+        "watching the files switch within seconds; the grace period covers proofs they sign "
+        "with the old key until then.",
+    )
+    with_dir(p)
+    p.add_argument("--key", help="the proof-signing key (default DIR/proof-signing.key)")
+    p.add_argument(
+        "--retired",
+        help=f"retired-keys directory (default {keys.RETIRED_PROOF_KEYS_DIR}/ beside the key); "
+        "the gateway's [proofs] retired_keys must name it",
+    )
+    p.add_argument(
+        "--grace",
+        type=int,
+        default=keys.DEFAULT_ROTATION_GRACE_S,
+        metavar="SECONDS",
+        help="how long the old key still covers new proofs, for gateways that have not switched "
+        f"yet ({keys.DEFAULT_ROTATION_GRACE_S})",
+    )
+    p.set_defaults(func=_guarded(cmd_certs_rotate_proof_key))
 
 
 # ---- consent ----------------------------------------------------------------------------

@@ -107,6 +107,9 @@ class Config:
     departments: Mapping[str, Mapping[str, Any]]
     simulators: Mapping[str, Any] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict)
+    #: retired proof-signing keys published beside the current one: JWK files, or directories
+    #: of `*.jwk.json` ([proofs] retired_keys; default: retired-proof-keys/ beside the key)
+    proof_retired_keys: tuple[Path, ...] = ()
 
 
 def _table(data: Mapping[str, Any], name: str, source: str) -> Mapping[str, Any]:
@@ -166,10 +169,12 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
     departments = data.get("departments", {})
     if not isinstance(departments, Mapping):
         raise ConfigError(f"{source}: [departments] must be a table")
+    signing_key = Path(_get(proofs_t, "signing_key", str, f"{source} [proofs]"))
     return Config(
         server=srv,
         tls=tls,
-        proof_signing_key=Path(_get(proofs_t, "signing_key", str, f"{source} [proofs]")),
+        proof_signing_key=signing_key,
+        proof_retired_keys=_retired_keys(proofs_t, signing_key, f"{source} [proofs]"),
         proof_issuer=_get(proofs_t, "issuer", str, f"{source} [proofs]", "proofless"),
         audit=audit,
         policy_file=Path(_get(_table(data, "policy", source), "file", str, f"{source} [policy]")),
@@ -180,6 +185,17 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
         simulators=data.get("simulators", {}),
         raw=data,
     )
+
+
+def _retired_keys(proofs: Mapping[str, Any], signing_key: Path, where: str) -> tuple[Path, ...]:
+    if "retired_keys" not in proofs:
+        return (signing_key.parent / "retired-proof-keys",)
+    value = proofs["retired_keys"]
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}.retired_keys: expected a list of paths")
+    return tuple(Path(v) for v in value)
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:

@@ -1,8 +1,9 @@
 """Reading the key material production code needs, and writing secret files safely.
 
 Certificates (PEM), Ed25519 signing keys (PKCS#8 PEM: proof signing, checkpoint notes,
-consent issuers), JWK Sets and CRLs. Every reader turns an unreadable or malformed file into
-one `ConfigError` naming the file and what was expected, never the file's content.
+consent issuers), retired proof-signing keys (JWK files), JWK Sets and CRLs. Every reader turns
+an unreadable or malformed file into one `ConfigError` naming the file and what was expected,
+never the file's content.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway.crypto import jws
+from gateway.crypto.proofs import RetiredKey, retired_key_of
 from gateway.domain.errors import ConfigError
+
+#: where retired proof-signing keys go, beside the signing key, unless `[proofs] retired_keys`
+#: says otherwise; one `<kid>.jwk.json` per key
+RETIRED_PROOF_KEYS_DIR = "retired-proof-keys"
+RETIRED_KEY_SUFFIX = ".jwk.json"
+#: how long a retired key still covers new proofs: running gateways pick the new key up within
+#: a second (they watch the key files), replicas whose keys arrive by a Kubernetes Secret
+#: within about a minute
+DEFAULT_ROTATION_GRACE_S = 300
 
 
 def write_file(path: Path, data: bytes, mode: int) -> None:
@@ -88,6 +101,82 @@ def load_jwks(path: Path | str) -> dict[str, Ed25519PublicKey]:
     if not keys:
         raise ConfigError(f"{p}: holds no Ed25519 signing key")
     return keys
+
+
+def retired_key_files(paths: Sequence[Path]) -> list[Path]:
+    """The retired-key files `paths` name: a file as given, a directory's `*.jwk.json` in name
+    order. A directory that does not exist holds none (no rotation yet); a missing `*.json`
+    file is an error when it is read."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.name.endswith(RETIRED_KEY_SUFFIX))
+        elif path.exists() or path.suffix == ".json":
+            files.append(path)
+    return files
+
+
+def watched_proof_key_paths(signing_key: Path, retired: Sequence[Path]) -> list[Path]:
+    """What a running gateway watches to pick a rotation up: the key, the retired-key
+    directories (a file added changes them) and files."""
+    return [signing_key, *retired, *retired_key_files(retired)]
+
+
+def load_retired_proof_keys(paths: Sequence[Path]) -> list[RetiredKey]:
+    """Every retired proof-signing key `paths` name: each file holds one JWK, or a JWK Set of
+    them, each with `exp` (gateway.crypto.proofs)."""
+    out: list[RetiredKey] = []
+    for path in retired_key_files(paths):
+        try:
+            data = json.loads(read_file(path, "retired proof-signing key"))
+        except ValueError as exc:
+            raise ConfigError(f"{path}: not JSON") from exc
+        entries = data.get("keys") if isinstance(data, dict) and "keys" in data else [data]
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise ConfigError(f"{path}: expected a JWK or a JWK Set")
+        out += [retired_key_of(e, source=f"{path}") for e in entries]
+    return out
+
+
+def load_proof_keys(
+    signing_key: Path, retired: Sequence[Path]
+) -> tuple[Ed25519PrivateKey, list[RetiredKey]]:
+    """The current proof-signing key and the retired ones the gateway publishes beside it."""
+    return load_ed25519_private_key(signing_key), load_retired_proof_keys(retired)
+
+
+def _pem(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def rotate_proof_key(
+    signing_key: Path,
+    retired_dir: Path,
+    *,
+    grace_s: int = DEFAULT_ROTATION_GRACE_S,
+    now: float | None = None,
+) -> tuple[RetiredKey, str]:
+    """Retire the current proof-signing key and make a new one: (the retired key, new kid).
+
+    The retired key's public JWK goes to `retired_dir/<kid>.jwk.json` with `exp` = now +
+    `grace_s` (running gateways may still sign with it until they pick the new key up), and
+    only then is the key file replaced by a fresh Ed25519 key (0600): at no moment does the
+    published set lack a key that signed a proof. The old private key is not kept.
+    """
+    if grace_s < 0:
+        raise ConfigError("the grace period cannot be negative")
+    current = load_ed25519_private_key(signing_key)
+    retired_at = int(time.time() if now is None else now) + grace_s
+    retired = RetiredKey(current.public_key(), retired_at)
+    jwk = (json.dumps(retired.jwk(), indent=2) + "\n").encode()
+    write_public(retired_dir / f"{retired.kid}{RETIRED_KEY_SUFFIX}", jwk)
+    new = Ed25519PrivateKey.generate()
+    write_private(signing_key, _pem(new))
+    return retired, jws.kid_of(new.public_key())
 
 
 def load_revoked_serials(crl_path: Path | str, ca_cert: x509.Certificate) -> frozenset[int]:

@@ -30,7 +30,13 @@ from gateway.audit.log import AuditLog
 from gateway.config import Config, host_port
 from gateway.config.reload import Reloadable
 from gateway.crypto import jws
-from gateway.crypto.keys import load_certificate, load_ed25519_private_key, load_revoked_serials
+from gateway.crypto.keys import (
+    load_certificate,
+    load_ed25519_private_key,
+    load_proof_keys,
+    load_revoked_serials,
+    watched_proof_key_paths,
+)
 from gateway.crypto.proofs import ProofSigner
 from gateway.domain.access import Access
 from gateway.domain.errors import ConfigError, ProoflessError, Unauthenticated
@@ -140,7 +146,13 @@ async def running_gateway(
     """`adapters` replaces the ones built from `config.departments` (benchmarks, tests); they
     are still wrapped in the resilience layer configured for their department."""
     metrics = Metrics(registry or CollectorRegistry())
-    signer = ProofSigner(load_ed25519_private_key(config.proof_signing_key))
+    signer = ProofSigner(*load_proof_keys(config.proof_signing_key, config.proof_retired_keys))
+    # a rotation (`proofless certs rotate-proof-key`) takes effect when the key files change
+    proof_keys = Reloadable(
+        "proof-signing keys",
+        lambda: watched_proof_key_paths(config.proof_signing_key, config.proof_retired_keys),
+        lambda: signer.use(*load_proof_keys(config.proof_signing_key, config.proof_retired_keys)),
+    )
 
     def rules_in_force() -> InForce:
         loaded = load_in_force(config.policy_file, config.catalogue_dir, config.departments)
@@ -263,7 +275,7 @@ async def running_gateway(
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         serving = True
         watcher = asyncio.create_task(
-            _watch([rules, revoked, consent_keys], audit, metrics, departments),
+            _watch([rules, revoked, consent_keys, proof_keys], audit, metrics, departments),
             name="proofless-watch",
         )
         log.info("serving", extra={"port": bound, "ops_port": ops_bound})

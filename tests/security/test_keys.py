@@ -1,0 +1,201 @@
+"""Red-team item 11: keys.
+
+a. The JWKS published only the current proof-signing key: rotating it broke the verification
+   of every proof signed before. Retired keys stay published with their validity (`exp`), are
+   never used to sign, and `proofless proof verify` accepts a proof of a retired key only when
+   its `iat` lies within that validity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from joserfc import jws as jose_jws
+from joserfc.jwk import KeySet
+
+from gateway.cli.main import main as proofless
+from gateway.crypto import jws
+from gateway.crypto.keys import load_ed25519_private_key
+from gateway.crypto.proof_check import check_proof
+from gateway.crypto.proofs import RetiredKey
+from gateway.devtools.pki import DevPki
+from gateway.domain.errors import ConfigError, IntegrityError
+from proofless.v1 import verification_pb2 as pb
+from tests.support.stack import Stack, poll
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+
+async def household_proof(stack: Stack, case: str) -> str:
+    stub = await stack.verification("quangang-window")
+    req = pb.RecordRequest(
+        context=pb.RequestContext(service_item="housing-transfer", case_id=case, purpose="t"),
+        applicant=pb.Applicant(id_number=stack.scenarios["household_head"]),
+    )
+    req.read_mask.paths.extend(["name", "region_code"])
+    reply = await stub.GetHouseholdRecord(req, timeout=5)
+    return reply.attestation.proof
+
+
+def jwks_url(stack: Stack) -> str:
+    return f"http://127.0.0.1:{stack.gateway.ops_port}/.well-known/jwks.json"
+
+
+async def published_jwks(stack: Stack) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as http, http.get(jwks_url(stack)) as resp:
+        assert resp.status == 200
+        body: dict[str, Any] = await resp.json()
+        return body
+
+
+async def verify_cli(
+    tmp_path: Path, token: str, jwks_source: str, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str]:
+    """`proofless proof verify FILE --jwks SOURCE` (in a thread: the ops server it may fetch
+    from runs on this event loop)."""
+    path = tmp_path / f"proof-{time.monotonic_ns()}.jws"
+    path.write_text(token)
+    capsys.readouterr()
+    code = await asyncio.to_thread(proofless, ["proof", "verify", str(path), "--jwks", jwks_source])
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def kid_of(token: str) -> str:
+    kid: str = jws.parse_header(token)["kid"]
+    return kid
+
+
+def resign(token: str, key: Ed25519PrivateKey, **changes: Any) -> str:
+    """The proof's payload with `changes`, signed by `key` (named by its kid)."""
+    claims = json.loads(jws.b64url_decode(token.split(".")[1]))
+    claims.update(changes)
+    body = json.dumps(claims, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    header = {**jws.parse_header(token), "kid": jws.kid_of(key.public_key())}
+    return jws.sign(body.encode(), key, header)
+
+
+# ---- a. retired proof-signing keys ----------------------------------------------------------
+
+
+async def test_a_rotated_key_keeps_older_proofs_verifiable(
+    make_stack: Callable[..., Any],
+    pki: DevPki,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    key_file = keys / "proof-signing.key"
+    shutil.copy(pki.proof_signing_key, key_file)
+    old_key = load_ed25519_private_key(key_file)
+    overrides = {"proofs": {"signing_key": str(key_file)}}
+
+    async with make_stack(overrides, tmp_path / "run-1") as stack:
+        before = await household_proof(stack, "K11-A-1")
+        assert len((await published_jwks(stack))["keys"]) == 1
+        # rotate under the running gateway: it switches without a restart
+        assert proofless(["certs", "rotate-proof-key", "--key", str(key_file)]) == 0
+        rotated = capsys.readouterr().out
+        assert "retired proof-signing key" in rotated
+
+        async def switched() -> bool:
+            return kid_of(await household_proof(stack, "K11-A-2")) != kid_of(before)
+
+        await poll(switched, "the gateway signing with the rotated key")
+        during = await household_proof(stack, "K11-A-3")
+        code, out = await verify_cli(tmp_path, before, jwks_url(stack), capsys)
+        assert code == 0, out
+
+    async with make_stack(overrides, tmp_path / "run-2") as stack:
+        after = await household_proof(stack, "K11-A-4")
+        published = await published_jwks(stack)
+        current, retired = published["keys"]
+        assert current["kid"] == kid_of(after) == kid_of(during)
+        assert "exp" not in current
+        assert retired["kid"] == kid_of(before)
+        assert isinstance(retired["exp"], int)
+        assert retired["exp"] > json.loads(jws.b64url_decode(before.split(".")[1]))["iat"]
+        assert "d" not in retired
+
+        # the proof signed before the rotation and the one after both verify, offline
+        for token in (before, after):
+            code, out = await verify_cli(tmp_path, token, jwks_url(stack), capsys)
+            assert code == 0, out
+            assert '"valid": true' in out
+        # an independent JOSE library reads the set (it ignores exp) and checks both
+        keyset = KeySet.import_key_set(published)
+        for token in (before, after):
+            jose_jws.deserialize_compact(token, keyset, algorithms=["EdDSA"])
+
+        # whoever holds the retired key cannot sign a proof dated after its retirement
+        late = resign(before, old_key, iat=retired["exp"])
+        code, out = await verify_cli(tmp_path, late, jwks_url(stack), capsys)
+        assert code == 1
+        assert "PROOF_KEY_NOT_VALID" in out
+        inside = resign(before, old_key, iat=retired["exp"] - 1)
+        code, out = await verify_cli(tmp_path, inside, jwks_url(stack), capsys)
+        assert code == 0, out
+
+
+async def test_the_gateway_refuses_to_sign_with_a_key_listed_as_retired(
+    make_stack: Callable[..., Any], pki: DevPki, tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    key_file = keys / "proof-signing.key"
+    shutil.copy(pki.proof_signing_key, key_file)
+    retired = keys / "retired-proof-keys"
+    retired.mkdir()
+    key = load_ed25519_private_key(key_file)
+    jwk = {**jws.jwk_of(key.public_key()), "exp": int(time.time())}
+    (retired / f"{jwk['kid']}.jwk.json").write_text(json.dumps(jwk))
+    with pytest.raises(ConfigError, match="listed as retired"):
+        async with make_stack({"proofs": {"signing_key": str(key_file)}}, tmp_path / "run"):
+            pass
+
+
+async def test_retired_keys_named_in_the_config_are_published_and_bounded(
+    make_stack: Callable[..., Any], tmp_path: Path
+) -> None:
+    old = Ed25519PrivateKey.generate()
+    exp = int(time.time()) - 60
+    retired = RetiredKey(old.public_key(), retired_at=exp, since=exp - 3600)
+    listed = tmp_path / "old.jwk.json"
+    listed.write_text(json.dumps(retired.jwk()))
+    config = {"proofs": {"retired_keys": [str(listed)]}}
+    async with make_stack(config, tmp_path / "run") as stack:
+        published = await published_jwks(stack)
+        assert [k["kid"] for k in published["keys"]][1:] == [retired.kid]
+        assert published["keys"][1]["nbf"] == exp - 3600
+        template = await household_proof(stack, "K11-A-5")
+    for iat, valid in ((exp - 1, True), (exp, False), (exp - 3600, True), (exp - 3601, False)):
+        token = resign(template, old, iat=iat)
+        if valid:
+            assert check_proof(token, published)["key_retired_at"] == exp
+        else:
+            with pytest.raises(IntegrityError) as info:
+                check_proof(token, published)
+            assert info.value.reason == "PROOF_KEY_NOT_VALID"
+    # a validity that is not a number trusts nothing the key signed
+    broken = {"keys": [published["keys"][0], {**published["keys"][1], "exp": "soon"}]}
+    with pytest.raises(IntegrityError):
+        check_proof(resign(template, old, iat=exp - 1), broken)
+    # a retired key listed in the config but missing is a start-up error, not a silent gap
+    with pytest.raises(ConfigError, match=r"missing\.jwk\.json"):
+        async with make_stack(
+            {"proofs": {"retired_keys": [str(tmp_path / "missing.jwk.json")]}}, tmp_path / "r2"
+        ):
+            pass
