@@ -95,6 +95,16 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class ConsentConfig:
+    """[consent]: the issuers whose consent and citizen tokens the gateway accepts."""
+
+    #: the issuers' JWK Set (kid → key), re-read when it changes; None: no token is accepted
+    issuers_jwks: Path | None = None
+    #: the `iss` values those keys may sign for (a JWK's own `iss` member narrows its key to one)
+    issuers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig
     tls: TlsConfig
@@ -110,6 +120,7 @@ class Config:
     #: retired proof-signing keys published beside the current one: JWK files, or directories
     #: of `*.jwk.json` ([proofs] retired_keys; default: retired-proof-keys/ beside the key)
     proof_retired_keys: tuple[Path, ...] = ()
+    consent: ConsentConfig = field(default_factory=ConsentConfig)
 
 
 def _table(data: Mapping[str, Any], name: str, source: str) -> Mapping[str, Any]:
@@ -175,6 +186,7 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
         tls=tls,
         proof_signing_key=signing_key,
         proof_retired_keys=_retired_keys(proofs_t, signing_key, f"{source} [proofs]"),
+        consent=_consent(data.get("consent", {}), f"{source} [consent]"),
         proof_issuer=_get(proofs_t, "issuer", str, f"{source} [proofs]", "proofless"),
         audit=audit,
         policy_file=Path(_get(_table(data, "policy", source), "file", str, f"{source} [policy]")),
@@ -185,6 +197,18 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
         simulators=data.get("simulators", {}),
         raw=data,
     )
+
+
+def _consent(table: Any, where: str) -> ConsentConfig:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: must be a table")
+    jwks = _get(table, "issuers_jwks", str, where, "")
+    issuers = table.get("issuers", [])
+    if isinstance(issuers, str):
+        issuers = [issuers]
+    if not isinstance(issuers, list) or not all(isinstance(i, str) and i for i in issuers):
+        raise ConfigError(f"{where}.issuers: expected a list of issuer names (the tokens' iss)")
+    return ConsentConfig(issuers_jwks=Path(jwks) if jwks else None, issuers=tuple(issuers))
 
 
 def _retired_keys(proofs: Mapping[str, Any], signing_key: Path, where: str) -> tuple[Path, ...]:

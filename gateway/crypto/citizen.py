@@ -5,7 +5,7 @@ person whose accesses are listed.
 certificate alone proves only that the caller is the portal, not which citizen logged in to
 it, so the portal must also present a citizen token: a compact JWS (EdDSA,
 `typ: proofless-citizen+jws`) from a trusted issuer (the same issuer keys as consent tokens:
-the citizen app signs both), binding
+the citizen app signs both; `iss` must be a trusted issuer its key may sign for), binding
 
     citizen  hex HMAC-SHA256(key = salt, the ID number with an upper-case X)
     salt     16 random bytes, base64url; fresh per token, so no two tokens about one person
@@ -16,8 +16,8 @@ the citizen app signs both), binding
 
 A token may be presented for every page of one listing until it expires; it is not single-use.
 Every refusal is PERMISSION_DENIED with an ErrorInfo reason (CITIZEN_TOKEN_MISSING,
-CITIZEN_TOKEN_INVALID, CITIZEN_TOKEN_EXPIRED, CITIZEN_TOKEN_WRONG_PORTAL,
-CITIZEN_TOKEN_WRONG_CITIZEN); no message quotes the ID number.
+CITIZEN_TOKEN_INVALID, CITIZEN_TOKEN_UNTRUSTED_ISSUER, CITIZEN_TOKEN_EXPIRED,
+CITIZEN_TOKEN_WRONG_PORTAL, CITIZEN_TOKEN_WRONG_CITIZEN); no message quotes the ID number.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.crypto import jws
+from gateway.crypto.keys import issuer_of_token
 from gateway.domain.errors import PermissionDenied
 
 TOKEN_TYPE = "proofless-citizen+jws"  # noqa: S105 -- a JOSE typ value, not a secret
@@ -117,6 +118,12 @@ def _parse(token: str, issuer_keys: Mapping[str, Any]) -> CitizenToken:
         raise _invalid("salt is not base64url") from exc
     if len(salt) < 16:
         raise _invalid("salt is shorter than 16 bytes")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not issuer_of_token(issuer_keys, kid, claims["iss"]):
+        raise PermissionDenied(
+            "citizen token's issuer is not one its key is trusted for",
+            reason="CITIZEN_TOKEN_UNTRUSTED_ISSUER",
+        )
     return CitizenToken(
         issuer=claims["iss"],
         citizen=claims["citizen"],

@@ -2,19 +2,23 @@
 one service item and one case.
 
 A consent token is a compact JWS (EdDSA, `typ: proofless-consent+jws`) from a trusted consent
-issuer (e.g. the citizen app), verified against the issuer's JWKS. Its payload binds:
+issuer (e.g. the citizen app), verified against the issuers' JWKS; its `iss` must be a trusted
+issuer its key may sign for (gateway.crypto.keys.IssuerKeys: `[consent] issuers`, or the JWK's
+`iss` member). Its payload binds:
 
     applicant  hex SHA-256 of the applicant's ID number (upper-case X)
     caller     the approval system's caller id
     item       the service item code (事项编码)
     case_id    the case number (办件编号)
+    iss        the issuer
     iat, exp   seconds since the epoch
     jti        unique id; each token is accepted once
 
 The applicant hash is a binding, not a secret: an 18-character ID has little entropy, so the
 token is only ever shown to the caller and the gateway. Every refusal is PERMISSION_DENIED with
-an ErrorInfo reason (CONSENT_MISSING, CONSENT_INVALID, CONSENT_EXPIRED, CONSENT_WRONG_CALLER,
-CONSENT_WRONG_ITEM, CONSENT_WRONG_APPLICANT, CONSENT_WRONG_CASE, CONSENT_REPLAYED).
+an ErrorInfo reason (CONSENT_MISSING, CONSENT_INVALID, CONSENT_UNTRUSTED_ISSUER, CONSENT_EXPIRED,
+CONSENT_WRONG_CALLER, CONSENT_WRONG_ITEM, CONSENT_WRONG_APPLICANT, CONSENT_WRONG_CASE,
+CONSENT_REPLAYED).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.crypto import jws
+from gateway.crypto.keys import issuer_of_token
 from gateway.domain.errors import PermissionDenied, ResourceExhausted
 
 TOKEN_TYPE = "proofless-consent+jws"  # noqa: S105 -- a JOSE typ value, not a secret
@@ -46,6 +51,7 @@ _JTI = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
 
 @dataclass(frozen=True)
 class ConsentToken:
+    issuer: str
     applicant: str  # hex SHA-256 of the ID number
     caller: str
     item: str
@@ -144,7 +150,7 @@ def _parse(token: str, issuer_keys: Mapping[str, Any]) -> ConsentToken:
         raise _invalid("payload is not UTF-8 JSON") from exc
     if not isinstance(claims, dict):
         raise _invalid("payload is not a JSON object")
-    for name in ("applicant", "caller", "item", "case_id", "jti"):
+    for name in ("iss", "applicant", "caller", "item", "case_id", "jti"):
         if not isinstance(claims.get(name), str):
             raise _invalid(f"lacks the string claim {name}")
     for name in ("iat", "exp"):
@@ -153,7 +159,14 @@ def _parse(token: str, issuer_keys: Mapping[str, Any]) -> ConsentToken:
             raise _invalid(f"lacks the integer claim {name}")
     if not _JTI.match(claims["jti"]):
         raise _invalid("jti must be 8-128 characters of A-Z a-z 0-9 _ . : -")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not issuer_of_token(issuer_keys, kid, claims["iss"]):
+        raise PermissionDenied(
+            "consent token's issuer is not one its key is trusted for",
+            reason="CONSENT_UNTRUSTED_ISSUER",
+        )
     return ConsentToken(
+        issuer=claims["iss"],
         applicant=claims["applicant"],
         caller=claims["caller"],
         item=claims["item"],
@@ -161,7 +174,7 @@ def _parse(token: str, issuer_keys: Mapping[str, Any]) -> ConsentToken:
         issued_at=claims["iat"],
         expires_at=claims["exp"],
         jti=claims["jti"],
-        kid=str(header.get("kid", "")),
+        kid=kid,
     )
 
 
@@ -179,8 +192,9 @@ def verify_consent(
 ) -> ConsentToken:
     """Accept a consent token for exactly this applicant, caller, item and case, once.
 
-    `issuer_keys` is kid → Ed25519 public key, or the issuer's JWK Set. The jti is recorded
-    only after every other check passed, so a refused token is not burnt.
+    `issuer_keys` is an `IssuerKeys` (kid → key, and the issuers each key may sign for), or a
+    JWK Set whose keys carry `iss` members. The jti is recorded only after every other check
+    passed, so a refused token is not burnt.
     """
     if not token:
         raise PermissionDenied(

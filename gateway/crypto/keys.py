@@ -12,7 +12,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,99 @@ def load_jwks(path: Path | str) -> dict[str, Ed25519PublicKey]:
     keys = jws.keys_from_jwks(data, source=str(p))
     if not keys:
         raise ConfigError(f"{p}: holds no Ed25519 signing key")
+    return keys
+
+
+class IssuerKeys(Mapping[str, Ed25519PublicKey]):
+    """The keys of trusted token issuers (consent and citizen tokens): kid → Ed25519 public
+    key, each with the issuer identities (`iss`) it may sign for.
+
+    A token is accepted only when its `iss` is one of its key's issuers, so one issuer's key
+    cannot speak for another, and a key nobody named trusts nothing. Where the identities come
+    from (`from_jwks`): a JWK's own `iss` member binds that key to that one issuer (when the
+    issuer is trusted); a JWK without one signs for every trusted issuer.
+    """
+
+    def __init__(
+        self, keys: Mapping[str, Ed25519PublicKey], issuers: Mapping[str, Collection[str]]
+    ) -> None:
+        self._keys = dict(keys)
+        self._issuers = {kid: frozenset(issuers.get(kid, ())) for kid in self._keys}
+
+    @classmethod
+    def trusting(cls, keys: Mapping[str, Ed25519PublicKey], issuers: Collection[str]) -> IssuerKeys:
+        """Every key in `keys` may sign for each of `issuers`."""
+        return cls(keys, {kid: issuers for kid in keys})
+
+    @classmethod
+    def from_jwks(
+        cls, jwks: jws.JWKS, trusted: Collection[str], *, source: str = "JWKS"
+    ) -> IssuerKeys:
+        """The Ed25519 signing keys of a JWK Set, bound to the `trusted` issuers (see the class
+        docstring). With `trusted` empty, only keys with an `iss` member trust anything."""
+        keys = jws.keys_from_jwks(jwks, source=source)
+        named: dict[str, str] = {}
+        for jwk in jwks.get("keys", []):
+            if not isinstance(jwk, Mapping) or "iss" not in jwk:
+                continue
+            iss = jwk["iss"]
+            if not isinstance(iss, str) or not iss:
+                raise ConfigError(f"{source}: a JWK's 'iss' must be a non-empty string")
+            for kid in jws.keys_from_jwks({"keys": [jwk]}, source=source):
+                named[kid] = iss
+        issuers: dict[str, frozenset[str]] = {}
+        for kid in keys:
+            if kid in named:
+                trusts = not trusted or named[kid] in trusted
+                issuers[kid] = frozenset({named[kid]} if trusts else ())
+            else:
+                issuers[kid] = frozenset(trusted)
+        return cls(keys, issuers)
+
+    def __getitem__(self, kid: str) -> Ed25519PublicKey:
+        return self._keys[kid]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def issuers_of(self, kid: str) -> frozenset[str]:
+        return self._issuers.get(kid, frozenset())
+
+    def may_sign(self, kid: str, issuer: str) -> bool:
+        return issuer in self.issuers_of(kid)
+
+
+def issuer_of_token(keys: Mapping[str, Any], kid: str, issuer: Any) -> bool:
+    """Whether the key `kid` of `keys` may sign tokens claiming `iss` = `issuer`. `keys` is an
+    `IssuerKeys`, or a JWK Set whose keys carry `iss` members; a bare kid → key mapping names
+    no issuer, so it trusts none."""
+    if not isinstance(issuer, str) or not issuer:
+        return False
+    if not isinstance(keys, IssuerKeys):
+        if not isinstance(keys.get("keys"), list):
+            return False
+        keys = IssuerKeys.from_jwks(keys, ())
+    return keys.may_sign(kid, issuer)
+
+
+def load_issuer_keys(path: Path | str, trusted: Collection[str]) -> IssuerKeys:
+    """A token issuers' JWK Set file (e.g. consent-issuer.jwks.json) with the issuer identities
+    its keys may sign for (`[consent] issuers`, and `iss` members). A set that trusts no issuer
+    at all is a configuration error: every token would be refused."""
+    p = Path(path)
+    try:
+        data = json.loads(read_file(p, "JWK Set"))
+    except ValueError as exc:
+        raise ConfigError(f"{p}: not JSON") from exc
+    keys = IssuerKeys.from_jwks(data, trusted, source=str(p))
+    if not any(keys.issuers_of(kid) for kid in keys):
+        raise ConfigError(
+            f"{p}: no key may sign for a trusted issuer: name the issuers in [consent] issuers "
+            "(or give each JWK an 'iss' member)"
+        )
     return keys
 
 

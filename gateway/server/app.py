@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 import time
@@ -29,10 +28,11 @@ from adapters.base import DepartmentAdapter
 from gateway.audit.log import AuditLog
 from gateway.config import Config, host_port
 from gateway.config.reload import Reloadable
-from gateway.crypto import jws
 from gateway.crypto.keys import (
+    IssuerKeys,
     load_certificate,
     load_ed25519_private_key,
+    load_issuer_keys,
     load_proof_keys,
     load_revoked_serials,
     watched_proof_key_paths,
@@ -171,9 +171,9 @@ async def running_gateway(
     )
     pepper = _read(config.audit.pepper_file, "audit pepper")
     # the citizen app's keys sign consent and citizen tokens; re-read when the JWKS changes
-    jwks_path = config.raw.get("consent", {}).get("issuers_jwks")
+    jwks_path = config.consent.issuers_jwks
     consent_keys = Reloadable(
-        "consent issuer JWKS", [Path(jwks_path)] if jwks_path else [], lambda: _consent_keys(config)
+        "consent issuer JWKS", [jwks_path] if jwks_path else [], lambda: _consent_keys(config)
     )
     tls = TlsMaterial(config)
 
@@ -340,14 +340,13 @@ async def _watch(
         await asyncio.sleep(WATCH_INTERVAL_S)
 
 
-def _consent_keys(config: Config) -> dict[str, Any]:
-    path = config.raw.get("consent", {}).get("issuers_jwks")
-    if not path:
-        return {}
-    try:
-        return jws.keys_from_jwks(json.loads(_read(Path(path), "consent issuer JWKS")))
-    except (ValueError, KeyError) as exc:
-        raise ConfigError(f"{path}: not a JWKS of Ed25519 keys") from exc
+def _consent_keys(config: Config) -> IssuerKeys:
+    """The token issuers' keys, each bound to the issuers it may sign for; none configured:
+    every consent and citizen token is refused."""
+    path = config.consent.issuers_jwks
+    if path is None:
+        return IssuerKeys({}, {})
+    return load_issuer_keys(path, config.consent.issuers)
 
 
 async def serve(

@@ -17,7 +17,7 @@ import pytest
 from cryptography import x509
 
 from gateway.crypto.consent import ConsentToken, ReplayCache, verify_consent
-from gateway.crypto.keys import load_certificate, load_jwks, load_revoked_serials
+from gateway.crypto.keys import load_certificate, load_issuer_keys, load_revoked_serials
 from gateway.devtools.pki import DevPki
 from gateway.domain.errors import PermissionDenied
 from gateway.server.identity import caller_from_pem
@@ -221,7 +221,7 @@ def test_consent_issue_produces_a_token_the_gateway_accepts_once(certs: DevPki) 
     ).stdout.strip()  # fmt: skip
     assert token.count(".") == 2
     assert "\n" not in token
-    keys = load_jwks(certs.consent_issuer_jwks)
+    keys = load_issuer_keys(certs.consent_issuer_jwks, ["proofless-dev-consent"])
     cache = ReplayCache()
 
     def verify() -> ConsentToken:

@@ -4,6 +4,9 @@ a. The JWKS published only the current proof-signing key: rotating it broke the 
    of every proof signed before. Retired keys stay published with their validity (`exp`), are
    never used to sign, and `proofless proof verify` accepts a proof of a retired key only when
    its `iat` lies within that validity.
+b. Consent and citizen tokens were not checked for `iss`: any key in the issuers' JWKS could
+   mint tokens in any issuer's name, and a key of an issuer nobody trusted was as good as the
+   citizen app's. `iss` must now be a configured trusted issuer its key may sign for.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jws as jose_jws
@@ -24,11 +28,14 @@ from joserfc.jwk import KeySet
 
 from gateway.cli.main import main as proofless
 from gateway.crypto import jws
+from gateway.crypto.citizen import issue_citizen_token
+from gateway.crypto.consent import issue_consent
 from gateway.crypto.keys import load_ed25519_private_key
 from gateway.crypto.proof_check import check_proof
 from gateway.crypto.proofs import RetiredKey
 from gateway.devtools.pki import DevPki
 from gateway.domain.errors import ConfigError, IntegrityError
+from proofless.v1 import audit_pb2
 from proofless.v1 import verification_pb2 as pb
 from tests.support.stack import Stack, poll
 
@@ -198,4 +205,93 @@ async def test_retired_keys_named_in_the_config_are_published_and_bounded(
         async with make_stack(
             {"proofs": {"retired_keys": [str(tmp_path / "missing.jwk.json")]}}, tmp_path / "r2"
         ):
+            pass
+
+
+# ---- b. the issuer of consent and citizen tokens ----------------------------------------------
+
+CONSENT_CALLER = "fuzhou-civil-affairs"
+CONSENT_ITEM = "subsistence-allowance"
+DEV_ISSUER = "proofless-dev-consent"
+
+
+def consent_request(applicant: str, case_id: str, token: str) -> pb.RecordRequest:
+    req = pb.RecordRequest(
+        context=pb.RequestContext(
+            service_item=CONSENT_ITEM, case_id=case_id, purpose="allowance", consent_token=token
+        ),
+        applicant=pb.Applicant(id_number=applicant),
+    )
+    req.read_mask.paths.extend(["name", "household_number"])
+    return req
+
+
+def consent_for(key: Ed25519PrivateKey, applicant: str, case_id: str, **kw: Any) -> str:
+    return issue_consent(
+        key,
+        applicant_id_number=applicant,
+        caller=CONSENT_CALLER,
+        item=CONSENT_ITEM,
+        case_id=case_id,
+        **kw,
+    )
+
+
+def reason_of(err: grpc.aio.AioRpcError, details: Callable[..., list[Any]]) -> str:
+    return next(d.reason for d in details(err) if hasattr(d, "reason"))
+
+
+async def test_a_token_must_name_an_issuer_its_key_is_trusted_for(
+    make_stack: Callable[..., Any],
+    pki: DevPki,
+    tmp_path: Path,
+    details: Callable[..., list[Any]],
+) -> None:
+    citizen_app = load_ed25519_private_key(pki.consent_issuer_key)
+    # the JWKS also holds the key of an issuer the gateway does not trust for consent
+    other_app = Ed25519PrivateKey.generate()
+    jwks = jws.jwks_of([citizen_app.public_key(), other_app.public_key()])
+    jwks["keys"][1]["iss"] = "other-app"
+    issuers = tmp_path / "issuers.jwks.json"
+    issuers.write_text(json.dumps(jwks))
+    config = {"consent": {"issuers_jwks": str(issuers), "issuers": [DEV_ISSUER]}}
+    async with make_stack(config, tmp_path / "run") as stack:
+        applicant = stack.scenarios["household_head"]
+        stub = await stack.verification(CONSENT_CALLER)
+        good = consent_for(citizen_app, applicant, "K11-B-1")
+        assert (await stub.GetHouseholdRecord(consent_request(applicant, "K11-B-1", good))).record
+        for n, (key, iss) in enumerate(
+            (
+                (citizen_app, "someone-else"),  # a trusted key, an issuer nobody trusts
+                (other_app, "other-app"),  # a key whose issuer is not trusted
+                (other_app, DEV_ISSUER),  # that key claiming the trusted issuer's name
+            )
+        ):
+            case = f"K11-B-{n + 2}"
+            token = consent_for(key, applicant, case, issuer=iss)
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.GetHouseholdRecord(consent_request(applicant, case, token))
+            assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert reason_of(info.value, details) == "CONSENT_UNTRUSTED_ISSUER"
+
+        portal = await stack.audit("citizen-portal")
+        listing = audit_pb2.ListAccessesRequest(
+            id_number=applicant,
+            citizen_token=issue_citizen_token(
+                citizen_app, id_number=applicant, portal="citizen-portal", issuer="someone-else"
+            ),
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await portal.ListAccesses(listing)
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert reason_of(info.value, details) == "CITIZEN_TOKEN_UNTRUSTED_ISSUER"
+        listing.citizen_token = stack.citizen_token(applicant)
+        assert (await portal.ListAccesses(listing)).accesses
+
+
+async def test_an_issuers_jwks_that_trusts_no_issuer_is_refused_at_start(
+    make_stack: Callable[..., Any], pki: DevPki, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match=r"\[consent\] issuers"):
+        async with make_stack({"consent": {"issuers": []}}, tmp_path / "run"):
             pass

@@ -20,6 +20,7 @@ from gateway.domain.errors import PermissionDenied, ResourceExhausted
 
 ID = "35050519900101123X"
 NOW = 1_800_000_000.0
+ISS = "proofless-dev-consent"
 
 
 @pytest.fixture
@@ -28,11 +29,17 @@ def issuer() -> Ed25519PrivateKey:
 
 
 @pytest.fixture
-def keys(issuer: Ed25519PrivateKey) -> dict[str, Any]:
-    return jws.jwks_of(issuer.public_key())
+def keys(issuer: Ed25519PrivateKey) -> key_files.IssuerKeys:
+    return trusting(issuer)
 
 
-def _issue(issuer: Ed25519PrivateKey, **overrides: Any) -> str:
+def trusting(*issuers: Ed25519PrivateKey, iss: str = ISS) -> key_files.IssuerKeys:
+    return key_files.IssuerKeys.trusting(
+        {jws.kid_of(k.public_key()): k.public_key() for k in issuers}, [iss]
+    )
+
+
+def _issue(key: Ed25519PrivateKey, /, **overrides: Any) -> str:
     args: dict[str, Any] = {
         "applicant_id_number": ID,
         "caller": "fuzhou-civil-affairs",
@@ -41,7 +48,7 @@ def _issue(issuer: Ed25519PrivateKey, **overrides: Any) -> str:
         "now": NOW,
     }
     args.update(overrides)
-    return consent.issue_consent(issuer, **args)
+    return consent.issue_consent(key, **args)
 
 
 def _verify(
@@ -74,6 +81,7 @@ def _forge(issuer: Ed25519PrivateKey, payload: Any, typ: str = consent.TOKEN_TYP
 
 def _claims(**overrides: Any) -> dict[str, Any]:
     claims: dict[str, Any] = {
+        "iss": ISS,
         "applicant": consent.applicant_digest(ID),
         "caller": "fuzhou-civil-affairs",
         "item": "subsistence-allowance",
@@ -104,9 +112,33 @@ def test_applicant_digest_normalises_the_check_character() -> None:
     assert len(consent.applicant_digest(ID)) == 64
 
 
-def test_verifies_with_a_kid_map(issuer: Ed25519PrivateKey) -> None:
-    keys = {jws.kid_of(issuer.public_key()): issuer.public_key()}
-    assert _verify(_issue(issuer), keys).caller == "fuzhou-civil-affairs"
+def test_verifies_with_a_jwks_whose_keys_name_their_issuer(issuer: Ed25519PrivateKey) -> None:
+    jwks = jws.jwks_of(issuer.public_key())
+    jwks["keys"][0]["iss"] = ISS
+    assert _verify(_issue(issuer), jwks).caller == "fuzhou-civil-affairs"
+
+
+def test_a_bare_kid_map_or_jwks_names_no_issuer_and_trusts_none(issuer: Ed25519PrivateKey) -> None:
+    kid_map = {jws.kid_of(issuer.public_key()): issuer.public_key()}
+    for keys in (kid_map, jws.jwks_of(issuer.public_key())):
+        assert _reason(_issue(issuer), keys) == "CONSENT_UNTRUSTED_ISSUER"
+
+
+def test_the_issuer_must_be_one_the_key_is_trusted_for(issuer: Ed25519PrivateKey) -> None:
+    keys = trusting(issuer)
+    assert _reason(_issue(issuer, issuer="someone-else"), keys) == "CONSENT_UNTRUSTED_ISSUER"
+    # two issuers in one set: each key speaks for its own issuer only
+    other = Ed25519PrivateKey.generate()
+    jwks = jws.jwks_of([issuer.public_key(), other.public_key()])
+    jwks["keys"][0]["iss"] = ISS
+    jwks["keys"][1]["iss"] = "town-app"
+    both = key_files.IssuerKeys.from_jwks(jwks, [ISS, "town-app"])
+    assert _verify(_issue(other, issuer="town-app"), both).issuer == "town-app"
+    assert _reason(_issue(other, issuer=ISS), both) == "CONSENT_UNTRUSTED_ISSUER"
+    # a key whose issuer the configuration does not trust signs nothing
+    only_dev = key_files.IssuerKeys.from_jwks(jwks, [ISS])
+    assert _reason(_issue(other, issuer="town-app"), only_dev) == "CONSENT_UNTRUSTED_ISSUER"
+    assert _verify(_issue(issuer), only_dev).issuer == ISS
 
 
 @pytest.mark.parametrize("token", [None, ""])
@@ -127,6 +159,8 @@ def test_invalid_signature_or_issuer(issuer: Ed25519PrivateKey, keys: Any) -> No
     [
         [1, 2],
         _claims(caller=None),
+        _claims(iss=None),
+        _claims(iss=7),
         _claims(jti=5),
         _claims(exp="tomorrow"),
         _claims(iat=True),
@@ -229,7 +263,7 @@ def test_replay_cache_is_bounded_and_fails_closed() -> None:
 )
 def test_bindings_hold_for_any_strings(case_id: str, caller: str, other: str) -> None:
     issuer = Ed25519PrivateKey.generate()
-    keys = {jws.kid_of(issuer.public_key()): issuer.public_key()}
+    keys = trusting(issuer)
     token = _issue(issuer, case_id=case_id, caller=caller)
     if other != case_id:
         assert _reason(token, keys, caller=caller, case_id=other) == "CONSENT_WRONG_CASE"
@@ -268,7 +302,7 @@ def test_cli_consent_issue(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     token = capsys.readouterr().out.strip()
     accepted = consent.verify_consent(
         token,
-        issuer_keys=key_files.load_jwks(dev.consent_issuer_jwks),
+        issuer_keys=key_files.load_issuer_keys(dev.consent_issuer_jwks, [ISS]),
         applicant_id_number=ID,
         caller="fuzhou-civil-affairs",
         item="subsistence-allowance",

@@ -20,6 +20,7 @@ from gateway.audit.log import AuditLog
 from gateway.audit.note import NoteVerifier, SignedCheckpoint
 from gateway.crypto import jws
 from gateway.crypto.citizen import issue_citizen_token
+from gateway.crypto.keys import IssuerKeys
 from gateway.domain.errors import InvalidArgument, NotFound, PermissionDenied
 from gateway.ops.metrics import Metrics
 from gateway.server.audit_service import AuditDeps, AuditServicer
@@ -62,7 +63,9 @@ def servicer(log: AuditLog, policy: Any = POLICY) -> AuditServicer:
             log=log,
             pepper=PEPPER,
             policy=lambda: policy,
-            citizen_keys=lambda: {jws.kid_of(ISSUER.public_key()): ISSUER.public_key()},
+            citizen_keys=lambda: IssuerKeys.trusting(
+                {jws.kid_of(ISSUER.public_key()): ISSUER.public_key()}, ["proofless-dev-consent"]
+            ),
             limiter=LocalRateLimiter(),
             audited=Audited(log, Metrics(CollectorRegistry())),
         )
