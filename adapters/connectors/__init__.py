@@ -13,6 +13,7 @@ from typing import Any
 
 from adapters.base import DepartmentAdapter
 from adapters.connectors.http_json import HttpJsonConnector
+from adapters.connectors.soap import SoapConnector
 from adapters.connectors.sql import SqlConnector
 from gateway.catalogue.schema import Catalogue, Department, EvidenceType
 from gateway.domain.errors import ConfigError
@@ -22,6 +23,7 @@ Factory = Callable[[Department, Mapping[str, EvidenceType]], DepartmentAdapter[A
 KINDS: dict[str, Factory] = {
     "http_json": HttpJsonConnector,
     "sql": SqlConnector,
+    "soap": SoapConnector,
 }
 
 

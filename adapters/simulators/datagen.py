@@ -68,6 +68,15 @@ SCENARIO_NAMES = (
     "household_child",
     "long_contributor",
     "pensioner_quangang",
+    # the departments added by catalogue file (datagen.registers); each names a person above,
+    # so the typed RPCs' replay set (tests/support/replay.py) stays as it was recorded
+    "nurse_renewal_due",
+    "nurse_employer_changed",
+    "married",
+    "divorced",
+    "business_owner",
+    "insured",
+    "disabled",
 )
 
 
@@ -303,6 +312,8 @@ class _Builder:
         )
         self.scenarios["household_head"] = head
         self.scenarios["household_child"] = son
+        self.scenarios["married"] = head  # to the spouse above (民政 婚姻登记)
+        self.scenarios["insured"] = head  # employee medical insurance at the plant
         self._employee(head, "350505", m(2001, 7), employer="福建省泉港石化有限公司")
         self._employee(spouse, "350505", m(2004, 3))
         self.account(son, [(m(2024, 1), REFERENCE_MONTH, RESIDENT_PAYER, "350505")], resident=True)
@@ -336,6 +347,7 @@ class _Builder:
         # A young nurse in Jiaocheng who owns nothing (the no-property certificate).
         (nurse,) = self.household("350902", [_Member("户主", "2", self._birth(1996))])
         self.scenarios["no_property"] = nurse
+        self.scenarios["nurse_renewal_due"] = nurse  # her registration ends in 20 days
         self._employee(nurse, "350902", m(2019, 8), employer="宁德市蕉城区医院")
 
         # A Huli landlord with three current properties and one sold long ago.
@@ -344,6 +356,7 @@ class _Builder:
             [_Member("户主", "1", self._birth(1968)), _Member("配偶", "2", self._birth(1970))],
         )
         self.scenarios["several_properties"] = landlord
+        self.scenarios["business_owner"] = landlord  # runs a snack bar and a catering company
         self._employee(landlord, "350206", m(1998, 3))
         self.property("350206", [(landlord, "单独所有", "")])
         self.property("350206", [(landlord, "按份共有", "60%")], usage="商业")
@@ -398,6 +411,9 @@ class _Builder:
         # Quangang: a contract worker with two gaps in the contribution history.
         (broken,) = self.household("350505", [_Member("户主", "1", self._birth(1981))])
         self.scenarios["broken_contributions"] = broken
+        # once a nurse at the district hospital, registered there still; divorced since 2018
+        self.scenarios["nurse_employer_changed"] = broken
+        self.scenarios["divorced"] = broken
         self.account(
             broken,
             [
@@ -410,6 +426,7 @@ class _Builder:
         # Jiaocheng: a farmer the social-security bureau has never enrolled.
         (farmer,) = self.household("350902", [_Member("户主", "1", self._birth(1988))])
         self.scenarios["household_only"] = farmer
+        self.scenarios["disabled"] = farmer  # physical disability, grade 2 (残疾人证)
 
     def _random_household(self) -> None:
         rng = self.rng

@@ -1,6 +1,9 @@
 """What the embedded departments need to know of the catalogue: the household registry's
-AppKey and secret (it verifies the gateway's signatures) and where the front-end databases
-are (the simulated registries fill what the gateway's SQL connector reads).
+AppKey and secret (it verifies the gateway's signatures), every other department's
+credentials by file (HTTP Basic password, OAuth client, API key: the simulator accepts what
+the gateway sends), where each department is (the simulators of `proofless simulators` listen
+where the catalogue says the gateway will call) and where the front-end databases are (the
+simulated registries fill what the gateway's SQL connector reads).
 
 `simulator_departments(catalogue)` gives it in the shape `run_simulators` reads, so the
 simulators and the gateway can never be pointed at different places by accident.
@@ -28,5 +31,6 @@ def simulator_departments(catalogue: Catalogue) -> dict[str, dict[str, Any]]:
         if department.auth.scheme == "hmac_appkey":
             settings["app_key"] = auth["app_key"]
             settings["app_secret_file"] = auth["secret_file"]
+        settings["auth"] = {"scheme": department.auth.scheme, **auth}
         out[code] = settings
     return out

@@ -220,3 +220,106 @@ class Population:
             for p in self.properties
             if (p.current or include_ended) and any(o.id_number == id_number for o in p.owners)
         ]
+
+
+# ---- the registers of the departments added by catalogue file ----------------------------
+# Built from the population by `datagen.registers(population, today)`: the same people, so a
+# nurse's employer is her social-security employer, a spouse is a person of the population
+# and a restaurant's operator is a citizen with a household record.
+
+
+@dataclass(frozen=True)
+class MarriageRegistration:
+    """One 婚姻登记 record, as the civil-affairs registry keeps it (man and woman by name)."""
+
+    kind: str  # YWLX: 结婚, 离婚, 补发
+    husband_id: str  # NFSFZH
+    husband_name: str  # NFXM
+    wife_id: str  # NVSFZH
+    wife_name: str  # NVXM
+    registered_on: date  # DJRQ
+    certificate_number: str  # JHZH (结婚证字号) or 离婚证字号
+    authority: str  # DJJG: 泉州市泉港区民政局
+    updated_at: datetime  # GXSJ
+
+
+@dataclass(frozen=True)
+class NurseRegistration:
+    """护士执业注册: one practising registration per nurse (卫健委 front-end database)."""
+
+    certificate_number: str  # ZSBH
+    id_number: str
+    name: str
+    employer: str  # ZYJG 执业机构: the hospital
+    region_code: str  # ZYDD 执业地点
+    category: str  # ZYLB 执业类别
+    registered_on: date  # ZCRQ
+    valid_until: date  # YXQZ
+    status: str  # ZT: 有效, 注销, 暂停
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class BusinessLicence:
+    """营业执照: a company (type 91) or a sole trader (个体工商户, type 92: personal data)."""
+
+    credit_code: str  # TYSHXYDM
+    name: str  # QYMC
+    kind: str  # QYLX: 有限责任公司, 个体工商户
+    representative_name: str  # FDDBR (经营者 for a sole trader)
+    representative_id: str  # FDDBRZJHM
+    scope: str  # JYFW
+    status: str  # DJZT: 存续, 在业, 吊销, 注销
+    founded_on: date  # CLRQ
+    authority: str  # DJJG
+    address: str  # ZCDZ
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class MedicalEnrolment:
+    """医保 参保: the person's basic medical insurance enrolment (employee or resident)."""
+
+    id_number: str
+    name: str
+    scheme: str  # XZLX: 310 职工基本医疗保险, 390 城乡居民基本医疗保险
+    status: str  # CBZT: 1 参保缴费, 2 暂停参保, 3 终止参保
+    region_code: str  # CBDQ
+    enrolled_on: date  # CBRQ
+    ended_on: date | None  # ZZRQ
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class DisabilityCertificate:
+    """残疾人证 (second generation): number = the 18-character ID + category + grade."""
+
+    id_number: str
+    name: str
+    category: str  # CJLB 1 视力 2 听力 3 言语 4 肢体 5 智力 6 精神 7 多重
+    grade: str  # CJDJ 1..4, 1 most severe
+    issued_on: date  # FZRQ
+    valid_until: date  # YXQZ
+    updated_at: datetime
+
+    @property
+    def certificate_number(self) -> str:
+        return f"{self.id_number}{self.category}{self.grade}"
+
+
+@dataclass(frozen=True)
+class Registers:
+    """What the five departments added by catalogue file hold. `today` anchors the validity
+    windows (a registration due for renewal in 20 days stays so whenever the demo runs);
+    every other date is fixed by the seed."""
+
+    today: date
+    marriages: Mapping[str, tuple[MarriageRegistration, ...]]  # by either spouse, oldest first
+    nurses: Mapping[str, NurseRegistration]  # by ID number
+    licences: Mapping[str, BusinessLicence]  # by credit code
+    medical: Mapping[str, MedicalEnrolment]  # by ID number
+    disability: Mapping[str, DisabilityCertificate]  # by ID number
+    organisations: Mapping[str, str] = field(default_factory=dict)  # scenario → credit code
+
+    def licences_of(self, id_number: str) -> list[BusinessLicence]:
+        return [lic for lic in self.licences.values() if lic.representative_id == id_number]

@@ -1,12 +1,21 @@
-"""Starting and stopping the three embedded departments together.
+"""Starting and stopping the embedded departments together.
 
     async with run_simulators(cfg["simulators"], cfg["departments"], secret=b"...") as sims:
         sims.household_url, sims.social_security_url, sims.property_dsn, sims.population
+        sims.added["marriage"].endpoint, sims.registers
 
 Listen addresses may use port 0 (tests): the URLs carry the ports actually bound. The property
 simulator fills the front-end database named by `departments.property.dsn` (and `schema`),
 which is the database the gateway's adapter reads. `serve_forever` is what
 `proofless simulators` runs.
+
+The departments added by catalogue file (`ADDED`: marriage, …) are simulated when the
+catalogue has them, on the same population (`registers`). Each listens on
+`[simulators] <code>_listen` (port 0 by default; `serve_forever` uses the address of the
+department's endpoint in the catalogue, so the gateway finds them there) and accepts the
+credentials the catalogue's files hold. One whose credential file cannot be read, or whose
+front-end database does not answer, is not started: a warning says so, and the gateway
+reports that department unavailable.
 """
 
 from __future__ import annotations
@@ -14,9 +23,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import AsyncIterator, Mapping
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -25,7 +37,11 @@ from adapters import signing
 from adapters.simulators.datagen import Population, generate
 from adapters.simulators.faults import FaultInjector
 from adapters.simulators.household import HouseholdSimulator
+from adapters.simulators.marriage import PATH as MARRIAGE_PATH
+from adapters.simulators.marriage import MarriageSimulator
+from adapters.simulators.population import Registers
 from adapters.simulators.property_db import PropertyFrontDb
+from adapters.simulators.registers import registers
 from adapters.simulators.social_security import SocialSecuritySimulator
 from gateway.domain.errors import ConfigError
 
@@ -38,6 +54,17 @@ SHUTDOWN_GRACE_S = 1.0
 
 
 @dataclass(frozen=True)
+class Added:
+    """A department added by catalogue file, as simulated: what the gateway should be given
+    to reach it (`endpoint`, and `auth` keys such as an OAuth token URL) and the simulator."""
+
+    code: str
+    endpoint: str
+    server: Any
+    auth: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Simulators:
     population: Population
     household: HouseholdSimulator
@@ -47,6 +74,8 @@ class Simulators:
     social_security_url: str
     property_dsn: str
     property_admin_url: str | None = None
+    registers: Registers | None = None
+    added: Mapping[str, Added] = field(default_factory=dict)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -130,6 +159,16 @@ async def run_simulators(
             admin_url = await _serve(
                 stack, frontdb.admin_app(), str(sim_cfg["property_admin_listen"]), None
             )
+        today = _today(sim_cfg)
+        regs = registers(population, today)
+        added: dict[str, Added] = {}
+        for code, start in ADDED.items():
+            if code in departments_cfg:
+                started = await start(
+                    _Start(stack, code, departments_cfg[code], sim_cfg, regs, population.seed)
+                )
+                if started is not None:
+                    added[code] = started
         yield Simulators(
             population=population,
             household=household,
@@ -139,12 +178,91 @@ async def run_simulators(
             social_security_url=social_url,
             property_dsn=frontdb.dsn,
             property_admin_url=admin_url,
+            registers=regs,
+            added=added,
         )
 
 
+def _today(sim_cfg: Mapping[str, Any]) -> date:
+    """`[simulators] today` (YYYY-MM-DD), else the date in Beijing now."""
+    pinned = sim_cfg.get("today")
+    if pinned:
+        try:
+            return date.fromisoformat(str(pinned))
+        except ValueError:
+            raise ConfigError(f"simulators.today {pinned!r}: expected YYYY-MM-DD") from None
+    return (datetime.now(UTC) + timedelta(hours=8)).date()
+
+
+# ---- the departments added by catalogue file ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Start:
+    stack: AsyncExitStack
+    code: str
+    department: Mapping[str, Any]  # from simulator_departments: endpoint, auth, dsn …
+    sim_cfg: Mapping[str, Any]
+    registers: Registers
+    seed: int
+
+    @property
+    def listen(self) -> str:
+        return str(self.sim_cfg.get(f"{self.code}_listen", "127.0.0.1:0"))
+
+    def secret(self, key: str) -> str | None:
+        """The credential file the catalogue names under auth.`key`; None (and a warning)
+        when it cannot be read."""
+        path = self.department.get("auth", {}).get(key)
+        try:
+            value = Path(str(path)).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError, TypeError):
+            value = ""
+        if not value:
+            log.warning(
+                "department %s is not simulated: its credential file (auth.%s) cannot be "
+                "read (run `proofless certs init`)",
+                self.code,
+                key,
+            )
+            return None
+        return value
+
+
+async def _marriage(s: _Start) -> Added | None:
+    password = s.secret("password_file")
+    if password is None:
+        return None
+    username = str(s.department.get("auth", {}).get("username", ""))
+    sim = MarriageSimulator(s.registers, username=username, password=password, seed=s.seed)
+    url = await _serve(s.stack, sim.app(), s.listen, sim.injector)
+    return Added(s.code, f"{url}{MARRIAGE_PATH}?wsdl", sim)
+
+
+ADDED: dict[str, Callable[[_Start], Awaitable[Added | None]]] = {
+    "marriage": _marriage,
+}
+
+
+def catalogue_listens(departments: Mapping[str, Any]) -> dict[str, str]:
+    """`<code>_listen` for each added HTTP department: the host and port of its endpoint in
+    the catalogue, where the gateway will call it."""
+    out: dict[str, str] = {}
+    for code in ADDED:
+        url = departments.get(code, {}).get("url")
+        if not url:
+            continue
+        parts = urllib.parse.urlsplit(str(url))
+        if parts.hostname and parts.port:
+            out[f"{code}_listen"] = f"{parts.hostname}:{parts.port}"
+    return out
+
+
 async def serve_forever(config: Mapping[str, Any]) -> None:
-    """Run the three departments from a full Proofless config until cancelled."""
-    async with run_simulators(config.get("simulators", {}), config.get("departments", {})) as sims:
+    """Run the departments from a full Proofless config until cancelled."""
+    departments = config.get("departments", {})
+    sim_cfg = {**catalogue_listens(departments), **config.get("simulators", {})}
+    async with run_simulators(sim_cfg, departments) as sims:
         log.info(
             "department simulators up: household %s, social security %s, property %s "
             "(%d people, seed %d)",
@@ -154,8 +272,19 @@ async def serve_forever(config: Mapping[str, Any]) -> None:
             len(sims.population.people),
             sims.population.seed,
         )
+        for added in sims.added.values():
+            log.info("department simulator up: %s %s", added.code, _shown(added.endpoint))
         if sims.property_admin_url:
             log.info(
                 "property front-end database faults: %s/_admin/faults", sims.property_admin_url
             )
         await asyncio.Event().wait()
+
+
+def _shown(endpoint: str) -> str:
+    """An endpoint for a log line, without a password a DSN may carry."""
+    parts = urllib.parse.urlsplit(endpoint)
+    if parts.password is None:
+        return endpoint
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))

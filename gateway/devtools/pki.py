@@ -12,6 +12,8 @@ Layout of a PKI directory (`certs/dev` for development):
     clients/<id>.pem clients/<id>.key          one per caller
     proof-signing.key audit-note.key           Ed25519 PKCS#8 PEM
     audit-pepper.bin household-app.secret      32 random bytes / 64 hex characters (no newline)
+    marriage-ws.password market-oauth-client.secret medical-insurance-api.key
+                                               the other simulated departments' credentials
     consent-issuer.key consent-issuer.jwks.json
     .complete                                  written last by `init_dev_pki`
 
@@ -74,6 +76,8 @@ DEMO_CALLERS: tuple[DemoCaller, ...] = (
     DemoCaller("quangang-window", "approval", "泉港区行政服务中心综合窗口"),
     DemoCaller("fuan-hrss", "approval", "福安市人力资源和社会保障局审批系统"),
     DemoCaller("fuzhou-civil-affairs", "approval", "福州市民政局社会救助审批系统"),
+    DemoCaller("ningde-window", "approval", "宁德市蕉城区行政服务中心综合窗口"),
+    DemoCaller("huli-window", "approval", "厦门市湖里区行政服务中心综合窗口"),
     DemoCaller("auditor", "auditor", "省大数据管理局审计"),
     DemoCaller("citizen-portal", "portal", "闽政通 citizen portal"),
     DemoCaller("witness", "witness", "independent checkpoint witness"),
@@ -179,6 +183,21 @@ class DevPki:
         return self.dir / "household-app.secret"
 
     @property
+    def marriage_password(self) -> Path:
+        """HTTP Basic password of the marriage registry's WebService."""
+        return self.dir / "marriage-ws.password"
+
+    @property
+    def market_client_secret(self) -> Path:
+        """OAuth 2.0 client secret at the market regulation bureau's token endpoint."""
+        return self.dir / "market-oauth-client.secret"
+
+    @property
+    def medical_insurance_key(self) -> Path:
+        """API key of the medical insurance bureau's query API."""
+        return self.dir / "medical-insurance-api.key"
+
+    @property
     def consent_issuer_key(self) -> Path:
         return self.dir / "consent-issuer.key"
 
@@ -205,7 +224,10 @@ class DevPki:
                 "note_key": str(self.audit_note_key),
                 "pepper_file": str(self.audit_pepper),
             },
-            "departments": {"household": {"auth": {"secret_file": str(self.household_secret)}}},
+            "departments": {
+                "household": {"auth": {"secret_file": str(self.household_secret)}},
+                "marriage": {"auth": {"password_file": str(self.marriage_password)}},
+            },
             "consent": {"issuers_jwks": str(self.consent_issuer_jwks)},
         }
 
@@ -633,6 +655,8 @@ def init_dev_pki(dir: Path | str, *, callers: Sequence[DemoCaller] = DEMO_CALLER
     _ensure_ed25519(pki.audit_note_key)
     _ensure_secret(pki.audit_pepper, secrets.token_bytes(32))
     _ensure_secret(pki.household_secret, secrets.token_hex(32).encode("ascii"))
+    for path in (pki.marriage_password, pki.market_client_secret, pki.medical_insurance_key):
+        _ensure_secret(path, secrets.token_urlsafe(32).encode("ascii"))
     consent = _ensure_ed25519(pki.consent_issuer_key)
     if not pki.consent_issuer_jwks.exists():
         jwks = jws.jwks_of(consent.public_key())

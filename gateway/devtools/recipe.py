@@ -34,13 +34,19 @@ def catalogue_of(raw: Mapping[str, Any]) -> Catalogue:
     return load_catalogue(directory, raw.get("departments"))
 
 
-def endpoints(sims: Simulators) -> dict[str, dict[str, str]]:
-    """Where the started simulators listen, as department endpoint overrides."""
-    return {
+def endpoints(sims: Simulators) -> dict[str, dict[str, Any]]:
+    """Where the started simulators listen, as department endpoint overrides (and the
+    authentication keys that name a simulator's address, such as an OAuth token URL)."""
+    out: dict[str, dict[str, Any]] = {
         "household": {"endpoint": sims.household_url},
         "social_security": {"endpoint": sims.social_security_url},
         "property": {"endpoint": sims.property_dsn},
     }
+    for code, added in sims.added.items():
+        out[code] = {"endpoint": added.endpoint}
+        if added.auth:
+            out[code]["auth"] = dict(added.auth)
+    return out
 
 
 def household_secret(catalogue: Catalogue) -> bytes:

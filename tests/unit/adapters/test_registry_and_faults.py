@@ -12,9 +12,11 @@ from prometheus_client import CollectorRegistry
 
 from adapters.connectors import KINDS, build_connector, build_connectors
 from adapters.connectors.http_json import HttpJsonConnector
+from adapters.connectors.soap import SoapConnector
 from adapters.connectors.sql import SqlConnector
 from adapters.simulators.faults import Faults
 from gateway.catalogue import CatalogueError
+from gateway.catalogue.schema import CONNECTOR_KINDS
 from gateway.domain.errors import ConfigError
 from gateway.ops.metrics import Metrics
 from gateway.server.departments import Departments
@@ -28,7 +30,10 @@ def overrides(tmp_path: Path) -> dict[str, Any]:
     """A deployment's [departments]: its own endpoints and credential files."""
     secret = tmp_path / "household-app.secret"
     secret.write_text(SECRET + "\n")
+    password = tmp_path / "marriage.password"
+    password.write_text("mz-password\n")
     return {
+        "marriage": {"auth": {"password_file": str(password)}},
         "household": {
             "endpoint": "http://127.0.0.1:8101",
             "auth": {"secret_file": str(secret)},
@@ -69,9 +74,13 @@ async def test_build_connectors(tmp_path: Path) -> None:
             await connector.close()
 
 
-def test_every_declared_connector_kind_builds_or_says_it_cannot(tmp_path: Path) -> None:
+def test_every_declared_connector_kind_builds_or_says_it_cannot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     catalogue = catalogue_with(overrides(tmp_path))
-    assert set(KINDS) == {"http_json", "sql"}
+    assert set(KINDS) == set(CONNECTOR_KINDS) == {"http_json", "sql", "soap"}
+    assert isinstance(build_connector(catalogue.departments["marriage"], catalogue), SoapConnector)
+    monkeypatch.delitem(KINDS, "soap")  # a build without it
     soap = dataclasses.replace(catalogue.departments["social_security"], connector="soap")
     with pytest.raises(ConfigError, match="soap connector is not available"):
         build_connector(soap, catalogue)

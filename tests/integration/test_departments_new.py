@@ -1,0 +1,198 @@
+"""The departments added by catalogue file, each connector against its real simulator on the
+same synthetic population: found, not found, malformed answers and refused credentials.
+
+The connectors are built from the deployed catalogue (deploy/catalogue/), laid over with this
+test's credentials and pointed at the simulators started here (gateway.devtools.recipe
+`endpoints`), exactly as the gateway builds them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from adapters.base import (
+    DepartmentMalformed,
+    DepartmentUnavailable,
+    RecordNotFound,
+    RecordQuery,
+)
+from adapters.connectors import build_connector
+from adapters.connectors.soap import SoapConnector
+from adapters.simulators import Simulators, run_simulators
+from adapters.simulators.from_catalogue import simulator_departments
+from gateway.catalogue import Catalogue
+from gateway.catalogue.load import parse_catalogue
+from gateway.config import merge_tables
+from gateway.devtools.recipe import endpoints
+from gateway.domain.errors import DepartmentTimeout
+from tests.support.rules import CATALOGUE_DIR, catalogue_with
+
+SEED, SIZE = 20261121, 400
+
+
+def secret(tmp: Path, name: str, value: str) -> str:
+    path = tmp / name
+    if not path.exists():
+        path.write_text(value + "\n")
+    return str(path)
+
+
+def deployment(tmp: Path, **extra: dict[str, Any]) -> dict[str, Any]:
+    """This test's [departments]: its own credentials and front-end databases."""
+    base: dict[str, Any] = {
+        "household": {"auth": {"secret_file": secret(tmp, "household.secret", "ab" * 32)}},
+        "property": {"endpoint": f"sqlite:///{tmp}/property.sqlite3"},
+        "marriage": {"auth": {"password_file": secret(tmp, "marriage.password", "s3cret-mz")}},
+    }
+    return merge_tables(base, extra)
+
+
+@pytest.fixture
+async def sims(tmp_path: Path) -> AsyncIterator[Simulators]:
+    sim_cfg = {
+        "seed": SEED,
+        "population": SIZE,
+        "household_listen": "127.0.0.1:0",
+        "social_security_listen": "127.0.0.1:0",
+    }
+    departments = simulator_departments(catalogue_with(deployment(tmp_path)))
+    async with run_simulators(sim_cfg, departments) as running:
+        yield running
+
+
+def pointed(sims: Simulators, tmp: Path, **extra: dict[str, Any]) -> Catalogue:
+    """The deployed catalogue pointed at the running simulators."""
+    return catalogue_with(merge_tables(merge_tables(deployment(tmp), endpoints(sims)), extra))
+
+
+def soon(seconds: float = 5.0) -> float:
+    return time.monotonic() + seconds
+
+
+def person(sims: Simulators, scenario: str, evidence: str) -> RecordQuery:
+    return RecordQuery(sims.population.scenarios[scenario], request_id="req-1", evidence=evidence)
+
+
+async def fetch(catalogue: Catalogue, code: str, query: RecordQuery) -> Any:
+    connector = build_connector(catalogue.departments[code], catalogue)
+    try:
+        return await connector.fetch(query, soon())
+    finally:
+        await connector.close()
+
+
+async def set_faults(url: str, **faults: Any) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{url}/_admin/faults", json=faults) as resp,
+    ):
+        assert resp.status == 200
+
+
+def base_url(endpoint: str) -> str:
+    return endpoint.split("/ws/", 1)[0]
+
+
+# ---- civil affairs: marriage registration over SOAP --------------------------------------
+
+
+async def test_marriage_found_over_soap(sims: Simulators, tmp_path: Path) -> None:
+    catalogue = pointed(sims, tmp_path)
+    query = person(sims, "divorced", "marriage")
+    fetched = await fetch(catalogue, "marriage", query)
+    assert sims.registers is not None
+    expected = sims.registers.marriages[query.subject]
+    assert fetched.department == "marriage"
+    assert [r["kind"] for r in fetched.record] == ["marriage", "divorce"]
+    first = fetched.record[0]
+    assert first["husband_id_number"] == query.subject
+    wife = sims.population.people[first["wife_id_number"]]  # a person of the population
+    assert first["wife_name"] == wife.name == expected[0].wife_name
+    assert first["registration_date"] == "2012-05-20"
+    assert first["certificate_number"] == expected[0].certificate_number
+    assert fetched.as_of.utcoffset() is not None
+    assert fetched.as_of.replace(tzinfo=None) == expected[-1].updated_at
+
+
+async def test_marriage_spouse_is_in_the_same_household(sims: Simulators, tmp_path: Path) -> None:
+    query = person(sims, "married", "marriage")
+    (record,) = (await fetch(pointed(sims, tmp_path), "marriage", query)).record
+    household = sims.population.household_of(query.subject)
+    assert {record["husband_id_number"], record["wife_id_number"]} <= set(household.member_ids)
+    assert record["kind"] == "marriage"
+
+
+async def test_marriage_not_found(sims: Simulators, tmp_path: Path) -> None:
+    query = person(sims, "unknown", "marriage")
+    with pytest.raises(RecordNotFound) as raised:
+        await fetch(pointed(sims, tmp_path), "marriage", query)
+    assert query.subject not in str(raised.value)
+
+
+async def test_marriage_malformed_answer(sims: Simulators, tmp_path: Path) -> None:
+    url = base_url(sims.added["marriage"].endpoint)
+    catalogue = pointed(sims, tmp_path)
+    connector = build_connector(catalogue.departments["marriage"], catalogue)
+    try:
+        await connector.fetch(person(sims, "married", "marriage"), soon())  # WSDL loaded
+        await set_faults(url, malformed=True)
+        with pytest.raises(DepartmentMalformed, match="not XML"):
+            await connector.fetch(person(sims, "married", "marriage"), soon())
+        await set_faults(url, error_rate=1.0, error_status=503)
+        with pytest.raises(DepartmentUnavailable, match="HTTP 503"):
+            await connector.fetch(person(sims, "married", "marriage"), soon())
+        await set_faults(url, latency_ms=3000)
+        with pytest.raises(DepartmentTimeout):
+            await connector.fetch(person(sims, "married", "marriage"), soon(0.3))
+    finally:
+        await connector.close()
+
+
+async def test_marriage_wrong_password_is_refused(sims: Simulators, tmp_path: Path) -> None:
+    wrong = secret(tmp_path, "wrong.password", "guess")
+    catalogue = pointed(sims, tmp_path, marriage={"auth": {"password_file": wrong}})
+    with pytest.raises(DepartmentUnavailable, match="credentials") as raised:
+        await fetch(catalogue, "marriage", person(sims, "married", "marriage"))
+    assert "guess" not in str(raised.value)
+
+
+async def test_marriage_wsdl_is_read_once_and_must_declare_the_catalogue_arguments(
+    sims: Simulators, tmp_path: Path
+) -> None:
+    catalogue = pointed(sims, tmp_path)
+    connector = build_connector(catalogue.departments["marriage"], catalogue)
+    try:
+        assert isinstance(connector, SoapConnector)
+        service = await connector.service()
+        operation = service.operations["queryHydjxx"]
+        assert operation.arguments == {"SFZHM", "QQLSH"}
+        assert operation.action == "urn:fj:mz:hydj:v1#queryHydjxx"
+        assert service.address.startswith("http://127.0.0.1:")
+        assert await connector.service() is service
+    finally:
+        await connector.close()
+    # A catalogue file naming an argument the WebService does not take is refused when the
+    # WSDL is read; nothing is sent to the department.
+    files = {p.name: p.read_bytes() for p in CATALOGUE_DIR.glob("*.toml")}
+    files["marriage.toml"] = files["marriage.toml"].replace(b"QQLSH =", b"QQXH =")
+    overrides = merge_tables(deployment(tmp_path), endpoints(sims))
+    typo = parse_catalogue(files, overrides)
+    sent = sims.added["marriage"].server.requests
+    with pytest.raises(DepartmentUnavailable, match="does not match"):
+        await fetch(typo, "marriage", person(sims, "married", "marriage"))
+    assert sims.added["marriage"].server.requests == sent
+
+
+async def test_marriage_health(sims: Simulators, tmp_path: Path) -> None:
+    catalogue = pointed(sims, tmp_path)
+    connector = build_connector(catalogue.departments["marriage"], catalogue)
+    try:
+        assert await connector.health()
+    finally:
+        await connector.close()

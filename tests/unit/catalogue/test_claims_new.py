@@ -1,0 +1,152 @@
+"""The claims of the departments added by catalogue file, decided by their CEL rules on the
+deployed catalogue (deploy/catalogue) over canonical records as the connectors deliver them:
+case by case, with the edge each rule turns on."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+
+from gateway.catalogue.claims import (
+    DOES_NOT_HOLD,
+    HOLDS,
+    UNDETERMINED,
+    ClaimOutcome,
+    Fetch,
+    Need,
+    evaluate,
+    parse_claim,
+)
+from gateway.domain.errors import DepartmentUnavailable, ProoflessError, RecordNotFound
+from gateway.domain.idnumber import make_id
+from tests.support.rules import catalogue
+
+CATALOGUE = catalogue()
+TODAY = date(2026, 12, 6)
+AS_OF = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+ME = make_id("350505", date(1981, 6, 22), 25)
+SPOUSE = make_id("350304", date(1991, 11, 11), 298)
+OTHER = make_id("350102", date(1990, 1, 2), 44)
+
+
+def decide(
+    type_: str,
+    records: dict[str, Any | ProoflessError],
+    *,
+    applicant: str = ME,
+    **params: str,
+) -> ClaimOutcome:
+    """The claim `type_` with `params`, decided over `records` (evidence code → the canonical
+    record(s) or the department's error) fetched for `applicant`."""
+    parsed, violations = parse_claim(
+        0, "c", type_, params, CATALOGUE, applicant=applicant, today=TODAY
+    )
+    assert violations == [], violations
+    assert parsed is not None
+    results: dict[Need, Fetch | ProoflessError] = {}
+    for code, value in records.items():
+        department = CATALOGUE.evidence[code].department
+        need = Need(code, applicant)
+        fetched = Fetch(department, value, AS_OF)
+        results[need] = value if isinstance(value, ProoflessError) else fetched
+    assert set(results) >= set(parsed.needs(applicant)), "a record the claim reads is missing"
+    return evaluate(
+        parsed, applicant, results, today=TODAY, catalogue=CATALOGUE, bind=lambda p: "b:" + p[:2]
+    )
+
+
+def verdict(type_: str, records: dict[str, Any], **params: str) -> str:
+    return decide(type_, records, **params).verdict
+
+
+# ---- marriage --------------------------------------------------------------------------
+
+
+def registration(kind: str, day: str, husband: str = ME, wife: str = SPOUSE) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "registration_date": day,
+        "certificate_number": "J350505-2005-145937",
+        "authority": "泉州市泉港区民政局",
+        "husband_name": "李杰斌",
+        "husband_id_number": husband,
+        "wife_name": "杨颖静",
+        "wife_id_number": wife,
+    }
+
+
+MARRIED = [registration("marriage", "2012-05-20")]
+DIVORCED = [*MARRIED, registration("divorce", "2018-09-12")]
+REMARRIED = [*DIVORCED, registration("marriage", "2021-10-01", wife=OTHER)]
+REISSUED = [*MARRIED, registration("reissue", "2016-03-02")]
+
+
+@pytest.mark.parametrize(
+    ("records", "married", "divorced", "unmarried"),
+    [
+        (MARRIED, HOLDS, DOES_NOT_HOLD, DOES_NOT_HOLD),
+        (REISSUED, HOLDS, DOES_NOT_HOLD, DOES_NOT_HOLD),
+        (DIVORCED, DOES_NOT_HOLD, HOLDS, DOES_NOT_HOLD),
+        (REMARRIED, HOLDS, DOES_NOT_HOLD, DOES_NOT_HOLD),
+        ([], DOES_NOT_HOLD, DOES_NOT_HOLD, HOLDS),
+    ],
+)
+def test_marriage_status(records: list[Any], married: str, divorced: str, unmarried: str) -> None:
+    got = [verdict("marriage.status", {"marriage": records}, status=s) for s in
+           ("married", "divorced", "unmarried")]  # fmt: skip
+    assert got == [married, divorced, unmarried]
+
+
+def test_marriage_unknown_to_the_registry_is_unmarried() -> None:
+    # The registry answers 1004 for a person it has no registration of: 0..n evidence,
+    # so the empty list, which the rule decides.
+    unknown = RecordNotFound("marriage: no such subject")
+    assert verdict("marriage.status", {"marriage": unknown}, status="unmarried") == HOLDS
+    assert verdict("marriage.status", {"marriage": unknown}, status="married") == DOES_NOT_HOLD
+
+
+def test_marriage_registry_down_is_undetermined_without_personal_data() -> None:
+    outcome = decide(
+        "marriage.status", {"marriage": DepartmentUnavailable("marriage: down")}, status="married"
+    )
+    assert outcome.verdict == UNDETERMINED
+    assert outcome.status == "UNAVAILABLE"
+    assert "marriage" in outcome.message
+    assert ME not in outcome.message
+
+
+def test_marriage_spouse() -> None:
+    assert verdict("marriage.spouse", {"marriage": MARRIED}, spouse_id_number=SPOUSE) == HOLDS
+    assert verdict("marriage.spouse", {"marriage": DIVORCED}, spouse_id_number=SPOUSE) == (
+        DOES_NOT_HOLD
+    )
+    assert verdict("marriage.spouse", {"marriage": REMARRIED}, spouse_id_number=OTHER) == HOLDS
+    assert verdict("marriage.spouse", {"marriage": REMARRIED}, spouse_id_number=SPOUSE) == (
+        DOES_NOT_HOLD
+    )
+    assert verdict("marriage.spouse", {"marriage": MARRIED}, spouse_id_number=OTHER) == (
+        DOES_NOT_HOLD
+    )
+    # The wife asks about her husband: the same registration, the other side of it.
+    outcome = decide(
+        "marriage.spouse", {"marriage": MARRIED}, applicant=SPOUSE, spouse_id_number=ME
+    )
+    assert outcome.verdict == HOLDS
+    # The spouse is named in the proof only by the caller's binding, never by ID number.
+    assert outcome.disclosed["params"] == {"spouse_id_number_binding": "b:" + ME[:2]}
+
+
+def test_marriage_parameters_are_checked() -> None:
+    _, bad = parse_claim(0, "c", "marriage.status", {"status": "widowed"}, CATALOGUE)
+    assert [v.field for v in bad] == ["claims[0].params.status"]
+    _, bad = parse_claim(
+        0, "c", "marriage.spouse", {"spouse_id_number": ME}, CATALOGUE, applicant=ME
+    )
+    assert [v.description for v in bad] == ["must be another person than the applicant"]
+    _, bad = parse_claim(
+        0, "c", "marriage.spouse", {"spouse_id_number": ME[:-1] + "0"}, CATALOGUE, applicant=ME
+    )
+    assert bad
+    assert ME[:-1] not in bad[0].description
