@@ -19,7 +19,9 @@ from gateway.domain.errors import PermissionDenied, Unauthenticated
 
 CALLER_URI_PREFIX = "urn:proofless:caller:"
 ROLE_URI_PREFIX = "urn:proofless:role:"
-_CALLER_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+#: the whole id, matched with fullmatch: `$` also matches before a final newline, which let
+#: `urn:proofless:caller:<id>\n` through as a caller id of its own
+_CALLER_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ def caller_from_pem(pem: bytes) -> Caller:
         raise Unauthenticated("client certificate has no usable identity") from exc
     uris = sans.get_values_for_type(x509.UniformResourceIdentifier)
     ids = [u.removeprefix(CALLER_URI_PREFIX) for u in uris if u.startswith(CALLER_URI_PREFIX)]
-    if len(ids) != 1 or not _CALLER_ID.match(ids[0]):
+    if len(ids) != 1 or not _CALLER_ID.fullmatch(ids[0]):
         raise Unauthenticated(
             "client certificate must carry exactly one URI SAN urn:proofless:caller:<id>",
             reason="NO_CALLER_IDENTITY",
