@@ -15,6 +15,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Final
 
 from gateway.domain.creditcode import credit_code_violation
 from gateway.domain.errors import FieldViolation
@@ -35,6 +36,23 @@ _COMPACT_JWS_CHARS = re.compile(r"[A-Za-z0-9_.=-]+")
 # Cc control, Cf format (bidi overrides, zero-width), Zl/Zp line and paragraph separators,
 # Cs surrogates: all of them can forge or split audit log lines and terminal output.
 _CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+
+#: A resident ID number (18 characters, or the old 15 digits) or a mainland mobile number: the
+#: one pattern for a personal number, shared by the log redaction (gateway.ops.logging), the
+#: request-id check (gateway.server) and the free-text fields below.
+PERSONAL_NUMBER: Final = r"(?:[0-9]{17}[0-9Xx]|[0-9]{15}|1[3-9][0-9]{9})"
+#: one anywhere in a text, bounded by non-digits only (as the log redaction does): letters
+#: and CJK around it ("ID11010519491231002X", "电话13912345678") do not hide it
+_PERSONAL_IN_TEXT = re.compile(rf"(?<![0-9]){PERSONAL_NUMBER}(?![0-9])")
+_NO_PERSONAL_NUMBER: Final = (
+    "must not hold a resident ID number or a mobile number (the audit log would keep it in "
+    "clear): no run of 15 or 18 digits, nor of 11 digits starting 13-19"
+)
+
+
+def has_personal_number(text: str) -> bool:
+    """Whether `text` holds something shaped like a resident ID number or a mobile number."""
+    return _PERSONAL_IN_TEXT.search(text) is not None
 
 
 def has_control_chars(text: str) -> bool:
@@ -81,6 +99,8 @@ def validate_context(ctx: pb.RequestContext) -> list[FieldViolation]:
                 f"must be 1 to {MAX_CASE_ID} printable characters, no control characters",
             )
         )
+    elif has_personal_number(case):
+        out.append(FieldViolation("context.case_id", _NO_PERSONAL_NUMBER))
     if len(ctx.purpose) > MAX_PURPOSE or has_control_chars(ctx.purpose):
         out.append(
             FieldViolation(
@@ -88,6 +108,8 @@ def validate_context(ctx: pb.RequestContext) -> list[FieldViolation]:
                 f"must be at most {MAX_PURPOSE} characters, no control characters or line breaks",
             )
         )
+    elif has_personal_number(ctx.purpose):
+        out.append(FieldViolation("context.purpose", _NO_PERSONAL_NUMBER))
     token = ctx.consent_token
     if token and (len(token) > MAX_CONSENT_TOKEN or not _COMPACT_JWS_CHARS.fullmatch(token)):
         out.append(
@@ -200,3 +222,34 @@ def claims_count_violations(claims: Sequence[pb.Claim]) -> list[FieldViolation]:
     if len(claims) > MAX_CLAIMS:
         return [FieldViolation("claims", f"at most {MAX_CLAIMS} claims per request")]
     return []
+
+
+#: a claim's parameters: more than any claim type declares, few enough that checking them is
+#: cheap (a protobuf map may otherwise hold as many as a 1 MiB message fits)
+MAX_CLAIM_PARAMS = 16
+MAX_CLAIM_PARAM_NAME = 64
+MAX_CLAIM_PARAM_VALUE = 1024
+
+
+def claim_params_violations(claims: Sequence[pb.Claim]) -> list[FieldViolation]:
+    """Each claim's parameters bounded in number and size, before any is read (names and
+    values are caller text: never quoted back)."""
+    out: list[FieldViolation] = []
+    for i, claim in enumerate(claims):
+        params = claim.params
+        if len(params) > MAX_CLAIM_PARAMS:
+            out.append(
+                FieldViolation(f"claims[{i}].params", f"at most {MAX_CLAIM_PARAMS} parameters")
+            )
+        elif any(
+            len(name) > MAX_CLAIM_PARAM_NAME or len(value) > MAX_CLAIM_PARAM_VALUE
+            for name, value in params.items()
+        ):
+            out.append(
+                FieldViolation(
+                    f"claims[{i}].params",
+                    f"names of at most {MAX_CLAIM_PARAM_NAME} characters, values of at most "
+                    f"{MAX_CLAIM_PARAM_VALUE}",
+                )
+            )
+    return out

@@ -2,6 +2,8 @@
 
 d. The caller-id pattern used `^...$`, and `$` matches before a final newline: a certificate
    naming `urn:proofless:caller:<id>\\n` was a caller of its own.
+e. `case_id` and `purpose` accepted resident ID numbers and mobile numbers, which then sat in
+   the audit log in clear.
 """
 
 from __future__ import annotations
@@ -122,3 +124,47 @@ async def test_a_caller_id_with_a_trailing_newline_is_no_identity(
     assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert reason_of(info.value, details) == "NO_CALLER_IDENTITY"
     assert all("\n" not in str(e.get("caller", "")) for e in entries(stack.config.audit.dir))
+
+
+# ---- e. no personal numbers in case_id and purpose ----------------------------------------------
+
+
+@on_module_loop
+@pytest.mark.parametrize(
+    ("field", "case", "purpose"),
+    [
+        ("context.case_id", "{idn}", "transfer"),
+        ("context.case_id", "QG-{idn}", "transfer"),
+        ("context.purpose", "QG-2026-000124", "申请人{idn}的户籍证明"),
+        ("context.purpose", "QG-2026-000125", "联系电话13912345678"),
+        ("context.case_id", "TEL13912345678", "transfer"),
+    ],
+)
+async def test_personal_numbers_in_case_id_or_purpose_are_refused(
+    stack: Stack, details: Callable[..., list[Any]], field: str, case: str, purpose: str
+) -> None:
+    idn = stack.scenarios["household_head"]
+    case, purpose = case.format(idn=idn), purpose.format(idn=idn)
+    window = await stack.verification("quangang-window")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await window.GetHouseholdRecord(record(idn, case=case, purpose=purpose))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    violations = [v for d in details(info.value) for v in getattr(d, "field_violations", [])]
+    assert [v.field for v in violations] == [field]
+    assert idn not in violations[0].description
+    written = log_bytes(stack.config.audit.dir)
+    assert idn.encode() not in written
+    assert b"13912345678" not in written
+
+
+@on_module_loop
+async def test_ordinary_case_ids_and_purposes_still_pass(stack: Stack) -> None:
+    idn = stack.scenarios["household_head"]
+    window = await stack.verification("quangang-window")
+    for case, purpose in (
+        ("QG-2026-000126", "二手房转移登记 2026 年第 3 批"),
+        ("350100-20261121-0001", "transfer of 2 rooms"),
+        ("FZ2026112100000012345", "case 12345678901234567890"),  # long runs are not IDs
+    ):
+        reply = await window.GetHouseholdRecord(record(idn, case=case, purpose=purpose))
+        assert reply.attestation.proof_id

@@ -184,6 +184,11 @@ def test_valid_context_has_no_violations() -> None:
         ({"purpose": "p" * 513}, "context.purpose", "512"),
         ({"purpose": "line\nbreak"}, "context.purpose", "control"),
         ({"purpose": "a\u2028b"}, "context.purpose", "control"),
+        ({"case_id": "11010519491231002X"}, "context.case_id", "resident ID"),
+        ({"case_id": "QG-110105491231002"}, "context.case_id", "resident ID"),  # 15 digits
+        ({"case_id": "TEL13912345678"}, "context.case_id", "mobile"),
+        ({"purpose": "申请人11010519491231002x户籍"}, "context.purpose", "resident ID"),
+        ({"purpose": "call 139 1234 5678 or 13912345678"}, "context.purpose", "mobile"),
         ({"consent_token": "t" * 4097}, "context.consent_token", "4096"),
         ({"consent_token": "a.b c.d"}, "context.consent_token", "compact JWS"),
     ],
@@ -195,6 +200,14 @@ def test_context_violations(overrides: dict[str, str], field: str, rule: str) ->
     for value in overrides.values():
         if len(value) > 3:
             assert value not in found[field]
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["QG2025-000123", "350100-20261121-0001", "FZ2026112100000012345", "12345678901", "QG-2026"],
+)
+def test_case_ids_that_are_not_personal_numbers_pass(case: str) -> None:
+    assert validate_context(ctx(case_id=case)) == []
 
 
 def test_limits_are_inclusive() -> None:
