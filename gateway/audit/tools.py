@@ -69,13 +69,27 @@ CSV_COLUMNS = [
 ]  # fmt: skip
 
 
+#: A cell starting with one of these is a formula to a spreadsheet (OWASP CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A cell as a spreadsheet shows it, never runs it: lists joined with `;`, and text that
+    starts with = + - @ tab or carriage return prefixed with a single quote (OWASP). Numbers
+    stay numbers. Callers choose case ids and purposes, and the auditor opens the file."""
+    if isinstance(value, list):
+        value = ";".join(map(str, value))
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def write_csv(entries: Iterable[dict[str, Any]], out: IO[str]) -> int:
     writer = csv.DictWriter(out, CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     n = 0
     for e in entries:
-        row = {k: ";".join(map(str, v)) if isinstance(v, list) else v for k, v in e.items()}
-        writer.writerow(row)
+        writer.writerow({k: csv_cell(v) for k, v in e.items()})
         n += 1
     return n
 

