@@ -39,6 +39,7 @@ from adapters.simulators.faults import FaultInjector
 from adapters.simulators.household import HouseholdSimulator
 from adapters.simulators.marriage import PATH as MARRIAGE_PATH
 from adapters.simulators.marriage import MarriageSimulator
+from adapters.simulators.medical_insurance import MedicalInsuranceSimulator
 from adapters.simulators.population import Registers
 from adapters.simulators.property_db import PropertyFrontDb
 from adapters.simulators.registers import registers
@@ -239,8 +240,19 @@ async def _marriage(s: _Start) -> Added | None:
     return Added(s.code, f"{url}{MARRIAGE_PATH}?wsdl", sim)
 
 
+async def _medical_insurance(s: _Start) -> Added | None:
+    key = s.secret("key_file")
+    if key is None:
+        return None
+    header = str(s.department.get("auth", {}).get("header", "X-API-Key"))
+    sim = MedicalInsuranceSimulator(s.registers, api_key=key, header=header, seed=s.seed)
+    url = await _serve(s.stack, sim.app(), s.listen, sim.injector)
+    return Added(s.code, url, sim)
+
+
 ADDED: dict[str, Callable[[_Start], Awaitable[Added | None]]] = {
     "marriage": _marriage,
+    "medical_insurance": _medical_insurance,
 }
 
 

@@ -227,6 +227,7 @@ class DevPki:
             "departments": {
                 "household": {"auth": {"secret_file": str(self.household_secret)}},
                 "marriage": {"auth": {"password_file": str(self.marriage_password)}},
+                "medical_insurance": {"auth": {"key_file": str(self.medical_insurance_key)}},
             },
             "consent": {"issuers_jwks": str(self.consent_issuer_jwks)},
         }

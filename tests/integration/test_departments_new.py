@@ -49,6 +49,7 @@ def deployment(tmp: Path, **extra: dict[str, Any]) -> dict[str, Any]:
         "household": {"auth": {"secret_file": secret(tmp, "household.secret", "ab" * 32)}},
         "property": {"endpoint": f"sqlite:///{tmp}/property.sqlite3"},
         "marriage": {"auth": {"password_file": secret(tmp, "marriage.password", "s3cret-mz")}},
+        "medical_insurance": {"auth": {"key_file": secret(tmp, "medical.key", "yb-Key-1")}},
     }
     return merge_tables(base, extra)
 
@@ -196,3 +197,65 @@ async def test_marriage_health(sims: Simulators, tmp_path: Path) -> None:
         assert await connector.health()
     finally:
         await connector.close()
+
+
+# ---- medical insurance: enrolment over HTTP JSON with an API key -------------------------
+
+
+async def test_medical_insurance_found(sims: Simulators, tmp_path: Path) -> None:
+    query = person(sims, "insured", "medical_insurance")
+    fetched = await fetch(pointed(sims, tmp_path), "medical_insurance", query)
+    assert sims.registers is not None
+    enrolment = sims.registers.medical[query.subject]
+    account = sims.population.social_security[query.subject]
+    assert fetched.department == "medical_insurance"
+    assert fetched.record["id_number"] == query.subject
+    assert fetched.record["scheme"] == "employee"  # employee medical insurance at the plant
+    assert fetched.record["status"] == "active"
+    assert fetched.record["region_code"] == account.spells[-1].region_code == "350505"
+    assert fetched.record["enrolled_on"] == f"{enrolment.enrolled_on:%Y-%m-%d}"
+    assert "ended_on" not in fetched.record
+    assert fetched.as_of.replace(tzinfo=None) == enrolment.updated_at
+
+
+async def test_medical_insurance_covers_the_never_employed(
+    sims: Simulators, tmp_path: Path
+) -> None:
+    # The social-security bureau never enrolled the farmer; the resident scheme did.
+    query = person(sims, "disabled", "medical_insurance")
+    assert query.subject not in sims.population.social_security
+    fetched = await fetch(pointed(sims, tmp_path), "medical_insurance", query)
+    assert fetched.record["scheme"] == "resident"
+
+
+async def test_medical_insurance_not_found(sims: Simulators, tmp_path: Path) -> None:
+    query = person(sims, "unknown", "medical_insurance")
+    with pytest.raises(RecordNotFound) as raised:
+        await fetch(pointed(sims, tmp_path), "medical_insurance", query)
+    assert query.subject not in str(raised.value)
+
+
+async def test_medical_insurance_malformed(sims: Simulators, tmp_path: Path) -> None:
+    url = sims.added["medical_insurance"].endpoint
+    await set_faults(url, malformed=True)
+    with pytest.raises(DepartmentMalformed, match="not JSON"):
+        await fetch(
+            pointed(sims, tmp_path),
+            "medical_insurance",
+            person(sims, "insured", "medical_insurance"),
+        )
+    await set_faults(url, truncate=True)
+    with pytest.raises(DepartmentUnavailable):
+        await fetch(
+            pointed(sims, tmp_path),
+            "medical_insurance",
+            person(sims, "insured", "medical_insurance"),
+        )
+
+
+async def test_medical_insurance_wrong_key_is_refused(sims: Simulators, tmp_path: Path) -> None:
+    wrong = secret(tmp_path, "wrong.key", "yb-guess")
+    catalogue = pointed(sims, tmp_path, medical_insurance={"auth": {"key_file": wrong}})
+    with pytest.raises(DepartmentUnavailable, match="credentials") as raised:
+        await fetch(catalogue, "medical_insurance", person(sims, "insured", "medical_insurance"))
+    assert "guess" not in str(raised.value)

@@ -103,3 +103,39 @@ async def test_marriage_divorced_is_not_married(stack: Stack) -> None:
         )
     )
     assert verdict(reply.results[0]) == "DOES_NOT_HOLD"
+
+
+# ---- medical insurance (HTTP JSON, API key) ------------------------------------------------
+
+
+async def test_medical_insurance_evidence_and_claims(stack: Stack) -> None:
+    window = await stack.verification("ningde-window")
+    farmer = stack.scenarios["disabled"]
+    reply = await window.GetEvidence(
+        pb.EvidenceRequest(
+            context=context("medical-premium-aid", "YB-2026-0001"),
+            applicant=pb.Applicant(id_number=farmer),
+            evidence_type="medical_insurance",
+        )
+    )
+    (record,) = [dict(r) for r in reply.records]
+    assert record == {"scheme": "resident", "status": "active", "region_code": "350902"}
+    assert reply.attestation.department == "medical_insurance"
+    assert proof_payload(stack, reply.attestation.proof)["departments"] == ["medical_insurance"]
+    entry, line = await entry_at(stack, reply.attestation.audit_index)
+    assert (entry["departments"], entry["outcome"]) == (["medical_insurance"], "granted")
+    assert farmer.encode() not in line
+    claims = await window.VerifyClaims(
+        pb.VerifyClaimsRequest(
+            context=context("medical-premium-aid", "YB-2026-0002"),
+            applicant=pb.Applicant(id_number=farmer),
+            claims=[
+                pb.Claim(
+                    id="e",
+                    type="medical_insurance.enrolled",
+                    params={"scheme": "resident", "region": "350900"},
+                )
+            ],
+        )
+    )
+    assert [(r.id, verdict(r)) for r in claims.results] == [("e", "HOLDS")]

@@ -32,7 +32,10 @@ def overrides(tmp_path: Path) -> dict[str, Any]:
     secret.write_text(SECRET + "\n")
     password = tmp_path / "marriage.password"
     password.write_text("mz-password\n")
+    api_key = tmp_path / "medical.key"
+    api_key.write_text("yb-key\n")
     return {
+        "medical_insurance": {"auth": {"key_file": str(api_key)}},
         "marriage": {"auth": {"password_file": str(password)}},
         "household": {
             "endpoint": "http://127.0.0.1:8101",

@@ -150,3 +150,35 @@ def test_marriage_parameters_are_checked() -> None:
     )
     assert bad
     assert ME[:-1] not in bad[0].description
+
+
+# ---- medical insurance -------------------------------------------------------------------
+
+
+def enrolment(status: str = "active", scheme: str = "resident") -> dict[str, Any]:
+    return {
+        "name": "李杰斌",
+        "id_number": ME,
+        "scheme": scheme,
+        "status": status,
+        "region_code": "350902",
+        "enrolled_on": "2017-01-12",
+    }
+
+
+def test_medical_insurance_enrolled() -> None:
+    def v(record: Any, **params: str) -> str:
+        return verdict("medical_insurance.enrolled", {"medical_insurance": record}, **params)
+
+    assert v(enrolment()) == HOLDS
+    assert v(enrolment(), scheme="resident", region="350900") == HOLDS
+    assert v(enrolment(), region="350000") == HOLDS
+    assert v(enrolment(), scheme="employee") == DOES_NOT_HOLD
+    assert v(enrolment(), region="350500") == DOES_NOT_HOLD
+    assert v(enrolment("suspended")) == DOES_NOT_HOLD
+    assert v(enrolment("terminated", "employee"), scheme="employee") == DOES_NOT_HOLD
+    assert v(RecordNotFound("medical_insurance: no such subject")) == DOES_NOT_HOLD
+    down = decide("medical_insurance.enrolled", {"medical_insurance": DepartmentUnavailable("x")})
+    assert (down.verdict, down.status) == (UNDETERMINED, "UNAVAILABLE")
+    _, bad = parse_claim(0, "c", "medical_insurance.enrolled", {"scheme": "private"}, CATALOGUE)
+    assert [v.field for v in bad] == ["claims[0].params.scheme"]
