@@ -102,6 +102,12 @@ class ConsentConfig:
     issuers_jwks: Path | None = None
     #: the `iss` values those keys may sign for (a JWK's own `iss` member narrows its key to one)
     issuers: tuple[str, ...] = ()
+    #: where used tokens are recorded: "local" (this process) or "redis" (every replica)
+    replay_backend: str = "local"
+    redis_url: str = ""
+    replay_prefix: str = "proofless:consent:"
+    #: longer than this and the shared store counts as down: consent is refused
+    replay_timeout_ms: int = 50
 
 
 @dataclass(frozen=True)
@@ -208,7 +214,23 @@ def _consent(table: Any, where: str) -> ConsentConfig:
         issuers = [issuers]
     if not isinstance(issuers, list) or not all(isinstance(i, str) and i for i in issuers):
         raise ConfigError(f"{where}.issuers: expected a list of issuer names (the tokens' iss)")
-    return ConsentConfig(issuers_jwks=Path(jwks) if jwks else None, issuers=tuple(issuers))
+    backend = _get(table, "replay_backend", str, where, ConsentConfig.replay_backend)
+    if backend not in ("local", "redis"):
+        raise ConfigError(f"{where}.replay_backend: must be local or redis, not {backend!r}")
+    redis_url = _get(table, "redis_url", str, where, "")
+    if backend == "redis" and not redis_url:
+        raise ConfigError(f'{where}.redis_url: is required when replay_backend = "redis"')
+    timeout_ms = _get(table, "replay_timeout_ms", int, where, ConsentConfig.replay_timeout_ms)
+    if timeout_ms <= 0:
+        raise ConfigError(f"{where}.replay_timeout_ms: must be greater than 0")
+    return ConsentConfig(
+        issuers_jwks=Path(jwks) if jwks else None,
+        issuers=tuple(issuers),
+        replay_backend=backend,
+        redis_url=redis_url,
+        replay_prefix=_get(table, "replay_prefix", str, where, ConsentConfig.replay_prefix),
+        replay_timeout_ms=timeout_ms,
+    )
 
 
 def _retired_keys(proofs: Mapping[str, Any], signing_key: Path, where: str) -> tuple[Path, ...]:

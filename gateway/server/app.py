@@ -28,6 +28,7 @@ from adapters.base import DepartmentAdapter
 from gateway.audit.log import AuditLog
 from gateway.config import Config, host_port
 from gateway.config.reload import Reloadable
+from gateway.crypto.consent import build_replay_store
 from gateway.crypto.keys import (
     IssuerKeys,
     load_certificate,
@@ -188,6 +189,12 @@ async def running_gateway(
     departments = Departments(metrics, replace=adapters)
     departments.update(rules.value.catalogue)
     limiter = build_rate_limiter(config.raw.get("ratelimit", {}))
+    consent_replays = build_replay_store(
+        config.consent.replay_backend,
+        redis_url=config.consent.redis_url,
+        prefix=config.consent.replay_prefix,
+        timeout_ms=config.consent.replay_timeout_ms,
+    )
 
     def check_caller(caller: Caller) -> None:
         if caller.serial in revoked.value:
@@ -222,6 +229,7 @@ async def running_gateway(
         metrics=metrics,
         issuer=config.proof_issuer,
         consent_keys=consent_keys,
+        consent_replays=consent_replays,
         limiter=limiter,
         admission=Admission(config.server.max_in_flight),
         default_deadline_s=config.server.default_deadline_ms / 1000,
@@ -309,6 +317,7 @@ async def running_gateway(
         await audit.close()
         await departments.close()
         await limiter.close()
+        await consent_replays.close()
         await ops.stop()
 
 

@@ -37,7 +37,7 @@ from gateway.catalogue.claims import (
     fetch_plan,
 )
 from gateway.catalogue.schema import EvidenceType
-from gateway.crypto.consent import ReplayCache, verify_consent
+from gateway.crypto.consent import ReplayCache, ReplayStore, accept_consent
 from gateway.crypto.proofs import (
     ProofClaims,
     ProofSigner,
@@ -99,12 +99,14 @@ class ServiceDeps:
     admission: Admission
     default_deadline_s: float = 5.0
     today: Callable[[], date] = lambda: datetime.now(UTC).date()
+    #: used consent tokens; None: this process's own cache
+    consent_replays: ReplayStore | None = None
 
 
 class VerificationServicer(pb_grpc.VerificationServiceServicer):
     def __init__(self, deps: ServiceDeps) -> None:
         self._d = deps
-        self._consent_replays = ReplayCache()
+        self._consent_replays = deps.consent_replays or ReplayCache()
 
     # ---- the shared story -----------------------------------------------------------
 
@@ -163,7 +165,7 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
                 [FieldViolation("context.purpose", "this service item requires a purpose")]
             )
         if item.consent_required:
-            verify_consent(
+            await accept_consent(
                 v.consent_token,
                 issuer_keys=self._d.consent_keys(),
                 applicant_id_number=v.subject,
@@ -171,7 +173,7 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
                 item=v.service_item,
                 case_id=v.case_id,
                 now=time.time(),
-                replay_cache=self._consent_replays,
+                replays=self._consent_replays,
             )
         caller = policy.caller(access.caller)
         if caller is not None:

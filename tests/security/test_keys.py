@@ -7,6 +7,9 @@ a. The JWKS published only the current proof-signing key: rotating it broke the 
 b. Consent and citizen tokens were not checked for `iss`: any key in the issuers' JWKS could
    mint tokens in any issuer's name, and a key of an issuer nobody trusted was as good as the
    citizen app's. `iss` must now be a configured trusted issuer its key may sign for.
+c. The consent replay cache was per process: with `serve --workers N` or N replicas a token
+   worked N times. `[consent] replay_backend = "redis"` records each token once for all of
+   them, and refuses consent (CONSENT_UNAVAILABLE) while Redis does not answer.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import socket
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,11 +30,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jws as jose_jws
 from joserfc.jwk import KeySet
+from redis.asyncio import Redis
 
 from gateway.cli.main import main as proofless
 from gateway.crypto import jws
 from gateway.crypto.citizen import issue_citizen_token
-from gateway.crypto.consent import issue_consent
+from gateway.crypto.consent import DEFAULT_TTL, LEEWAY, issue_consent
 from gateway.crypto.keys import load_ed25519_private_key
 from gateway.crypto.proof_check import check_proof
 from gateway.crypto.proofs import RetiredKey
@@ -295,3 +301,76 @@ async def test_an_issuers_jwks_that_trusts_no_issuer_is_refused_at_start(
     with pytest.raises(ConfigError, match=r"\[consent\] issuers"):
         async with make_stack({"consent": {"issuers": []}}, tmp_path / "run"):
             pass
+
+
+# ---- c. one use of a consent token across replicas -------------------------------------------
+
+
+def shared_replays(redis_url: str, prefix: str) -> dict[str, Any]:
+    return {"consent": {"replay_backend": "redis", "redis_url": redis_url, "replay_prefix": prefix}}
+
+
+async def test_a_consent_token_works_once_across_two_gateways(
+    make_stack: Callable[..., Any],
+    tmp_path: Path,
+    redis_url: str,
+    details: Callable[..., list[Any]],
+) -> None:
+    prefix = f"proofless-test:consent:{uuid.uuid4().hex}:"
+    config = shared_replays(redis_url, prefix)
+    redis = Redis.from_url(redis_url)
+    try:
+        async with (
+            make_stack(config, tmp_path / "replica-1") as first,
+            make_stack(config, tmp_path / "replica-2") as second,
+        ):
+            applicant = first.scenarios["household_head"]
+            token = consent_for(
+                load_ed25519_private_key(first.pki.consent_issuer_key), applicant, "K11-C-1"
+            )
+            stub = await first.verification(CONSENT_CALLER)
+            granted = await stub.GetHouseholdRecord(consent_request(applicant, "K11-C-1", token))
+            assert granted.attestation.proof
+            # the same token at the other replica: refused, not honoured a second time
+            other = await second.verification(CONSENT_CALLER)
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await other.GetHouseholdRecord(consent_request(applicant, "K11-C-1", token))
+            assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert reason_of(info.value, details) == "CONSENT_REPLAYED"
+            # one key in Redis, kept no longer than the token lives (plus the clock leeway)
+            keys = [k async for k in redis.scan_iter(match=prefix + "*")]
+            assert len(keys) == 1
+            assert applicant.encode() not in keys[0]
+            ttl_ms = await redis.pttl(keys[0])
+            assert 0 < ttl_ms <= (DEFAULT_TTL + LEEWAY) * 1000
+    finally:
+        async for key in redis.scan_iter(match=prefix + "*"):
+            await redis.delete(key)
+        await redis.aclose()
+
+
+async def test_consent_is_refused_while_the_shared_replay_store_is_down(
+    make_stack: Callable[..., Any],
+    pki: DevPki,
+    tmp_path: Path,
+    details: Callable[..., list[Any]],
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on: Redis is down
+        s.bind(("127.0.0.1", 0))
+        down = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+    async with make_stack(shared_replays(down, "proofless-test:"), tmp_path / "run") as stack:
+        applicant = stack.scenarios["household_head"]
+        token = consent_for(load_ed25519_private_key(pki.consent_issuer_key), applicant, "K11-C-2")
+        stub = await stack.verification(CONSENT_CALLER)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.GetHouseholdRecord(
+                consent_request(applicant, "K11-C-2", token),
+                metadata=(("x-request-id", "k11-c-down"),),
+            )
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert reason_of(info.value, details) == "CONSENT_UNAVAILABLE"
+        log = stack.gateway.audit
+        entries = [json.loads(e) for e in await log.entries(0, log.tree_size)]
+        (entry,) = [e for e in entries if e.get("request_id") == "k11-c-down"]
+        assert entry["reason"] == "CONSENT_UNAVAILABLE"
+        assert entry["departments"] == []  # nothing was fetched

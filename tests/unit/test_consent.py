@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
+import tomllib
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +14,16 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from redis.asyncio import Redis
 
 from gateway.cli.certs import add_commands
+from gateway.config import parse_config
 from gateway.crypto import consent, jws
 from gateway.crypto import keys as key_files
 from gateway.devtools import pki
-from gateway.domain.errors import PermissionDenied, ResourceExhausted
+from gateway.domain.errors import ConfigError, PermissionDenied, ResourceExhausted, Unavailable
 
+ROOT = Path(__file__).resolve().parents[2]
 ID = "35050519900101123X"
 NOW = 1_800_000_000.0
 ISS = "proofless-dev-consent"
@@ -334,3 +340,106 @@ def test_cli_consent_issue(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 def accepted_now(token: str) -> float:
     payload = json.loads(jws.b64url_decode(token.split(".")[1]))
     return float(payload["iat"])
+
+
+# ---- the replay store: this process, or Redis for every replica ---------------------------
+
+
+async def test_accept_consent_records_the_token_once_in_the_store(
+    issuer: Ed25519PrivateKey,
+) -> None:
+    store = consent.ReplayCache()
+    args: dict[str, Any] = {
+        "issuer_keys": trusting(issuer),
+        "applicant_id_number": ID,
+        "caller": "fuzhou-civil-affairs",
+        "item": "subsistence-allowance",
+        "case_id": "FZ-2026-000123",
+        "now": NOW + 5,
+        "replays": store,
+    }
+    token = _issue(issuer)
+    with pytest.raises(PermissionDenied):
+        await consent.accept_consent(token, **{**args, "case_id": "other"})
+    assert len(store) == 0  # a refused token is not burnt
+    await consent.accept_consent(token, **args)
+    with pytest.raises(PermissionDenied) as caught:
+        await consent.accept_consent(token, **args)
+    assert caught.value.reason == "CONSENT_REPLAYED"
+
+
+def test_the_replay_key_names_issuer_and_jti_and_nothing_personal(
+    issuer: Ed25519PrivateKey,
+) -> None:
+    a = _verify(_issue(issuer, jti="same-jti-0001"), trusting(issuer))
+    b = _verify(
+        _issue(issuer, jti="same-jti-0001", issuer="town-app"), trusting(issuer, iss="town-app")
+    )
+    assert consent.replay_key(a) != consent.replay_key(b)
+    assert ID not in consent.replay_key(a)
+    assert len(consent.replay_key(a)) == 64
+
+
+async def test_redis_replay_cache_records_once_and_expires(redis_url: str) -> None:
+    prefix = f"proofless-test:{uuid.uuid4().hex}:"
+    store = consent.RedisReplayCache(redis_url, prefix=prefix)
+    redis = Redis.from_url(redis_url)
+    try:
+        assert not await store.used("k1", expires_at=NOW + 60, now=NOW)
+        assert await store.used("k1", expires_at=NOW + 60, now=NOW + 1)
+        assert not await store.used("k2", expires_at=NOW + 0.001, now=NOW)
+        ttl = await redis.pttl(prefix + "k1")
+        assert 0 < ttl <= 60_000
+    finally:
+        await redis.delete(prefix + "k1", prefix + "k2")
+        await redis.aclose()
+        await store.close()
+
+
+async def test_redis_replay_cache_fails_closed() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+    store = consent.RedisReplayCache(url)
+    try:
+        for _ in range(2):
+            with pytest.raises(Unavailable) as caught:
+                await store.used("k1", expires_at=NOW + 60, now=NOW)
+            assert caught.value.reason == "CONSENT_UNAVAILABLE"
+        assert store.failures == 2
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    ("backend", "url", "message"),
+    [
+        ("memcached", "", "replay_backend"),
+        ("redis", "", "redis_url"),
+        ("redis", "http://x", "redis_url"),
+    ],
+)
+def test_build_replay_store_refuses_bad_settings(backend: str, url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        consent.build_replay_store(backend, redis_url=url)
+    assert isinstance(consent.build_replay_store("local"), consent.ReplayCache)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"replay_backend": "memcached"}, "replay_backend"),
+        ({"replay_backend": "redis"}, "redis_url"),
+        ({"replay_timeout_ms": 0}, "replay_timeout_ms"),
+        ({"issuers": [""]}, "issuers"),
+        ({"issuers": "one"}, None),
+    ],
+)
+def test_the_consent_table_is_checked_at_load(table: dict[str, Any], message: str | None) -> None:
+    raw = tomllib.loads((ROOT / "deploy" / "config" / "gateway.toml").read_text())
+    raw["consent"] = {**raw["consent"], **table}
+    if message is None:
+        assert parse_config(raw).consent.issuers == ("one",)
+        return
+    with pytest.raises(ConfigError, match=message):
+        parse_config(raw)
