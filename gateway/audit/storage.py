@@ -16,12 +16,18 @@ Durability: segments are what is acknowledged, so they are written and fdatasync
 writer (and the directory fsynced when a segment is created). Tiles are derived data written at
 checkpoint time without fsync; on open they are rebuilt from the entries, so a crash can only
 lose tiles that the next start rewrites.
+
+Permissions: the log holds who accessed whom, so its directories are created 0700 and its
+files 0600 (`prepare_directory` also takes group and other access away from a directory an
+older version created 0755).
 """
 
 from __future__ import annotations
 
+import logging
 import operator
 import os
+import stat
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,9 +36,24 @@ from pathlib import Path
 
 from gateway.domain.errors import IntegrityError
 
+log = logging.getLogger(__name__)
+
 ENTRIES = "entries"
 CHECKPOINTS = "checkpoints"
 LATEST = "checkpoint"
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def prepare_directory(path: Path) -> None:
+    """Create `path` (and its parents) 0700; take group and other access away if it exists."""
+    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        try:
+            os.chmod(path, mode & ~0o077)
+        except PermissionError:  # e.g. a volume's root owned by root with an fsGroup
+            log.warning("audit directory %s stays mode %o: not its owner", path, mode)
 
 
 def fsync_dir(path: Path) -> None:
@@ -46,7 +67,7 @@ def fsync_dir(path: Path) -> None:
 def write_durably(path: Path, data: bytes) -> None:
     """Write a file atomically (temporary file, fsync, rename, fsync directory)."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE), "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
@@ -122,7 +143,8 @@ class SegmentStore:
         self.segment_bytes = segment_bytes
         self.segments: list[Segment] = []
         self._fd: int | None = None
-        (directory / ENTRIES).mkdir(parents=True, exist_ok=True)
+        prepare_directory(directory)
+        prepare_directory(directory / ENTRIES)
 
     @property
     def size(self) -> int:
@@ -206,7 +228,9 @@ class SegmentStore:
                 self.segments[-1].end >= self.segment_bytes and self.segments[-1].count
             ):
                 self._new_segment(first)
-            self._fd = os.open(self.segments[-1].path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            self._fd = os.open(
+                self.segments[-1].path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE
+            )
         return self._fd
 
     def _new_segment(self, first: int) -> None:
@@ -214,7 +238,7 @@ class SegmentStore:
             os.close(self._fd)
             self._fd = None
         path = self.directory / ENTRIES / segment_name(first)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         os.close(fd)
         fsync_dir(path.parent)  # the new name must survive a crash with its contents
         self.segments.append(Segment(first, path))
@@ -298,6 +322,6 @@ def checkpoint_paths(directory: Path) -> list[tuple[int, Path]]:
 
 def store_checkpoint(directory: Path, size: int, text: str) -> None:
     """Write `checkpoints/<size>` and replace `checkpoint`, both durably."""
-    (directory / CHECKPOINTS).mkdir(exist_ok=True)
+    prepare_directory(directory / CHECKPOINTS)
     write_durably(directory / CHECKPOINTS / checkpoint_name(size), text.encode())
     write_durably(directory / LATEST, text.encode())

@@ -11,7 +11,9 @@ time without fsync and rebuilt from the entries when the log opens.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.audit.merkle import HASH_SIZE, CompactRange, perfect_root
@@ -157,9 +159,15 @@ class TileTree:
             path = self.directory / rel
             if immutable and path.exists() and path.read_bytes() == data:
                 continue
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.parent.is_dir():  # each level 0700 (mkdir's parents get 0777 & ~umask)
+                level = self.directory
+                for part in Path(rel).parent.parts:
+                    level = level / part
+                    level.mkdir(mode=0o700, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(data)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+            with os.fdopen(os.open(tmp, flags, 0o600), "wb") as f:  # private, as the log
+                f.write(data)
             os.replace(tmp, path)
             if immutable:  # the partial versions of this tile are now superseded
                 partial_dir = path.with_name(path.name + ".p")
@@ -249,3 +257,107 @@ def stored_leaf_hashes(directory: Path, start: int, end: int) -> list[bytes | No
             out.append(h if len(h) == HASH_SIZE else None)
         n += 1
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The tlog-tiles read API: resource paths, widths and entry bundles (what a server and a client
+# of https://c2sp.org/tlog-tiles agree on)
+
+ENTRIES = "entries"
+#: an entry bundle's length prefix is a big-endian uint16
+MAX_BUNDLE_ENTRY = 0xFFFF
+_LEVEL = r"(0|[1-9][0-9]?)"
+_INDEX = r"((?:x[0-9]{3}/)*[0-9]{3})"
+_WIDTH = r"(?:\.p/([1-9][0-9]{0,2}))?"
+_TILE_PATH = re.compile(rf"{TILES}/(?:{_LEVEL}|({ENTRIES}))/{_INDEX}{_WIDTH}")
+
+
+@dataclass(frozen=True)
+class TileRef:
+    """A tlog-tiles resource: hash tile `level` (None for an entry bundle), index, width."""
+
+    level: int | None
+    index: int
+    width: int = TILE_WIDTH
+
+    @property
+    def path(self) -> str:
+        if self.level is None:
+            return entries_path(self.index, self.width)
+        return tile_path(self.level, self.index, self.width)
+
+    @property
+    def partial(self) -> bool:
+        return self.width < TILE_WIDTH
+
+
+def parse_tile_path(path: str) -> TileRef | None:
+    """`tile/<L>/<N>[.p/<W>]` or `tile/entries/<N>[.p/<W>]` as tlog-tiles spells them, or None.
+
+    Strict: L in 0..63 without leading zeros, N in 3-digit groups all but the last prefixed
+    with `x` (no empty or redundant leading group), W in 1..255 without leading zeros.
+    Anything else (traversal, other spellings of the same tile) is None.
+    """
+    m = _TILE_PATH.fullmatch(path)
+    if m is None:
+        return None
+    level_text, entries, index_text, width_text = m.groups()
+    groups = index_text.split("/")
+    if len(groups) > 1 and groups[0] == "x000":
+        return None  # the same index has one spelling: no leading all-zero group
+    level = None if entries else int(level_text)
+    if level is not None and level > 63:
+        return None
+    width = int(width_text) if width_text else TILE_WIDTH
+    if width_text and width >= TILE_WIDTH:
+        return None
+    ref = TileRef(level, _parse_index(groups), width)
+    return ref if ref.path == path else None
+
+
+def entries_path(index: int, width: int = TILE_WIDTH) -> str:
+    """`tile/entries/<N>[.p/<W>]`: the entry bundle of level-0 tile N."""
+    return tile_path(0, index, width).replace(f"{TILES}/0/", f"{TILES}/{ENTRIES}/", 1)
+
+
+def tile_width(level: int, index: int, size: int) -> int:
+    """The width of tile (level, index) in a tree of `size` leaves: 256 for a full tile, the
+    partial width, or 0 when the tree has no such tile."""
+    count = size >> (TILE_HEIGHT * level)  # hashes of height 8·level in the tree
+    return max(0, min(TILE_WIDTH, count - index * TILE_WIDTH))
+
+
+def served_in(ref: TileRef, size: int) -> bool:
+    """Whether a tree of `size` leaves (a published checkpoint's) contains resource `ref`: a
+    full tile once the tree covers it, a partial one of width W while its first W hashes lie
+    within the tree. (A partial tile of a smaller published tree stays valid: its hashes
+    never change.)"""
+    width = tile_width(ref.level or 0, ref.index, size)
+    return width == TILE_WIDTH if not ref.partial else ref.width <= width
+
+
+def bundle(entries: Sequence[bytes]) -> bytes:
+    """An entry bundle: each entry as a big-endian uint16 length and its bytes."""
+    out = bytearray()
+    for entry in entries:
+        if len(entry) > MAX_BUNDLE_ENTRY:
+            raise IntegrityError(
+                f"an entry of {len(entry)} bytes does not fit an entry bundle's 16-bit length",
+                reason="ENTRY_TOO_LARGE",
+            )
+        out += len(entry).to_bytes(2, "big") + entry
+    return bytes(out)
+
+
+def parse_bundle(data: bytes) -> list[bytes]:
+    """The entries of an entry bundle; IntegrityError if the lengths do not add up."""
+    entries, i = [], 0
+    while i < len(data):
+        if i + 2 > len(data):
+            raise IntegrityError("entry bundle ends inside a length", reason="BUNDLE_MALFORMED")
+        n = int.from_bytes(data[i : i + 2], "big")
+        if i + 2 + n > len(data):
+            raise IntegrityError("entry bundle ends inside an entry", reason="BUNDLE_MALFORMED")
+        entries.append(data[i + 2 : i + 2 + n])
+        i += 2 + n
+    return entries

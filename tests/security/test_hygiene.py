@@ -6,6 +6,7 @@ d. The caller-id pattern used `^...$`, and `$` matches before a final newline: a
    naming `urn:proofless:caller:<id>\\n` was a caller of its own.
 e. `case_id` and `purpose` accepted resident ID numbers and mobile numbers, which then sat in
    the audit log in clear.
+f. var/audit was created 0755 with 0644 files.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import csv
 import datetime as dt
 import io
 import json
+import os
+import stat
 from collections.abc import Callable
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -25,12 +28,13 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gateway.audit.tools import csv_cell
 from proofless.v1 import verification_pb2 as pb
 from proofless.v1 import verification_pb2_grpc as pb_grpc
-from tests.support.auditlog import run_audit_cli
+from tests.support.auditlog import access, open_log, run_audit_cli
 from tests.support.stack import Stack
 
 #: the async tests share the module's event loop (and its gateway); the pure ones need none
@@ -202,3 +206,42 @@ async def test_ordinary_case_ids_and_purposes_still_pass(stack: Stack) -> None:
     ):
         reply = await window.GetHouseholdRecord(record(idn, case=case, purpose=purpose))
         assert reply.attestation.proof_id
+
+
+# ---- f. the log is private to its owner ---------------------------------------------------------
+
+
+def _modes(directory: Path) -> dict[str, int]:
+    out = {".": stat.S_IMODE(directory.stat().st_mode)}
+    for path in directory.rglob("*"):
+        out[str(path.relative_to(directory))] = stat.S_IMODE(path.stat().st_mode)
+    return out
+
+
+@on_module_loop
+async def test_a_new_log_is_0700_and_its_files_0600(
+    make_stack: Callable[..., Any], tmp_path: Path
+) -> None:
+    async with make_stack(None, tmp_path / "state") as s:
+        idn = s.scenarios["household_head"]
+        await (await s.verification("quangang-window")).GetHouseholdRecord(record(idn))
+        directory = s.config.audit.dir
+    modes = _modes(directory)
+    assert modes["."] == 0o700
+    assert any(name.endswith(".jsonl") for name in modes)
+    assert any(name.startswith("tile/") for name in modes)
+    for name, mode in modes.items():
+        wanted = 0o700 if (directory / name).is_dir() else 0o600
+        assert mode == wanted, f"{name}: {mode:o}"
+
+
+@on_module_loop
+async def test_an_existing_0755_log_is_tightened(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    directory = tmp_path / "audit"
+    directory.mkdir(mode=0o755)
+    os.chmod(directory, 0o755)
+    log = await open_log(directory, key)
+    await log.append(access(0))
+    await log.close()
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
