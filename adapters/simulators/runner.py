@@ -37,6 +37,7 @@ from adapters import signing
 from adapters.simulators.datagen import Population, generate
 from adapters.simulators.faults import FaultInjector
 from adapters.simulators.household import HouseholdSimulator
+from adapters.simulators.market import TOKEN_PATH, MarketSimulator
 from adapters.simulators.marriage import PATH as MARRIAGE_PATH
 from adapters.simulators.marriage import MarriageSimulator
 from adapters.simulators.medical_insurance import MedicalInsuranceSimulator
@@ -250,8 +251,19 @@ async def _medical_insurance(s: _Start) -> Added | None:
     return Added(s.code, url, sim)
 
 
+async def _business_licence(s: _Start) -> Added | None:
+    secret = s.secret("client_secret_file")
+    if secret is None:
+        return None
+    client_id = str(s.department.get("auth", {}).get("client_id", ""))
+    sim = MarketSimulator(s.registers, client_id=client_id, client_secret=secret, seed=s.seed)
+    url = await _serve(s.stack, sim.app(), s.listen, sim.injector)
+    return Added(s.code, url, sim, {"token_url": url + TOKEN_PATH})
+
+
 ADDED: dict[str, Callable[[_Start], Awaitable[Added | None]]] = {
     "marriage": _marriage,
+    "business_licence": _business_licence,
     "medical_insurance": _medical_insurance,
 }
 

@@ -228,6 +228,9 @@ class DevPki:
                 "household": {"auth": {"secret_file": str(self.household_secret)}},
                 "marriage": {"auth": {"password_file": str(self.marriage_password)}},
                 "medical_insurance": {"auth": {"key_file": str(self.medical_insurance_key)}},
+                "business_licence": {
+                    "auth": {"client_secret_file": str(self.market_client_secret)}
+                },
             },
             "consent": {"issuers_jwks": str(self.consent_issuer_jwks)},
         }

@@ -50,6 +50,9 @@ def deployment(tmp: Path, **extra: dict[str, Any]) -> dict[str, Any]:
         "property": {"endpoint": f"sqlite:///{tmp}/property.sqlite3"},
         "marriage": {"auth": {"password_file": secret(tmp, "marriage.password", "s3cret-mz")}},
         "medical_insurance": {"auth": {"key_file": secret(tmp, "medical.key", "yb-Key-1")}},
+        "business_licence": {
+            "auth": {"client_secret_file": secret(tmp, "market.secret", "scjg+Secret/1")}
+        },
     }
     return merge_tables(base, extra)
 
@@ -258,4 +261,82 @@ async def test_medical_insurance_wrong_key_is_refused(sims: Simulators, tmp_path
     catalogue = pointed(sims, tmp_path, medical_insurance={"auth": {"key_file": wrong}})
     with pytest.raises(DepartmentUnavailable, match="credentials") as raised:
         await fetch(catalogue, "medical_insurance", person(sims, "insured", "medical_insurance"))
+    assert "guess" not in str(raised.value)
+
+
+# ---- market regulation: business licences over HTTP JSON with OAuth 2.0 -----------------
+
+
+def organisation(sims: Simulators, name: str) -> RecordQuery:
+    assert sims.registers is not None
+    code = sims.registers.organisations[name]
+    return RecordQuery(code, request_id="req-1", evidence="business_licence")
+
+
+async def test_business_licence_found(sims: Simulators, tmp_path: Path) -> None:
+    query = organisation(sims, "restaurant_sole_trader")
+    fetched = await fetch(pointed(sims, tmp_path), "business_licence", query)
+    record = fetched.record
+    owner = sims.population.scenarios["business_owner"]
+    assert fetched.department == "business_licence"
+    assert record["credit_code"] == query.subject
+    assert query.subject.startswith("92")  # a sole trader: the code is personal data
+    assert record["kind"] == "sole_trader"
+    assert record["status"] == "existing"
+    assert "餐饮服务" in record["scope"]
+    # the restaurant's operator is a citizen of the population, with a household record
+    assert record["representative_id_number"] == owner
+    assert record["representative"] == sims.population.people[owner].name
+    company = await fetch(
+        pointed(sims, tmp_path), "business_licence", organisation(sims, "restaurant_company")
+    )
+    assert (company.record["kind"], company.record["status"]) == ("company", "operating")
+    assert company.record["representative_id_number"] == owner
+
+
+async def test_business_licence_not_found(sims: Simulators, tmp_path: Path) -> None:
+    unknown = RecordQuery("91350100M000100Y43", request_id="r", evidence="business_licence")
+    with pytest.raises(RecordNotFound) as raised:
+        await fetch(pointed(sims, tmp_path), "business_licence", unknown)
+    assert unknown.subject not in str(raised.value)
+
+
+async def test_business_licence_token_is_cached_and_refreshed(
+    sims: Simulators, tmp_path: Path
+) -> None:
+    market = sims.added["business_licence"].server
+    catalogue = pointed(sims, tmp_path)
+    connector = build_connector(catalogue.departments["business_licence"], catalogue)
+    try:
+        issued = market.tokens_issued
+        for name in ("restaurant_sole_trader", "restaurant_company", "revoked_company"):
+            await connector.fetch(organisation(sims, name), soon())
+        assert market.tokens_issued == issued + 1  # one token for the three calls
+        market.revoke_tokens()  # the bureau rotates its keys: the next call is refused once
+        revoked = await connector.fetch(organisation(sims, "revoked_company"), soon())
+        assert revoked.record["status"] == "revoked"
+        assert market.tokens_issued == issued + 2
+    finally:
+        await connector.close()
+
+
+async def test_business_licence_malformed(sims: Simulators, tmp_path: Path) -> None:
+    catalogue = pointed(sims, tmp_path)
+    connector = build_connector(catalogue.departments["business_licence"], catalogue)
+    try:
+        await connector.fetch(organisation(sims, "restaurant_company"), soon())  # token held
+        await set_faults(sims.added["business_licence"].endpoint, malformed=True)
+        with pytest.raises(DepartmentMalformed, match="not JSON"):
+            await connector.fetch(organisation(sims, "restaurant_company"), soon())
+    finally:
+        await connector.close()
+
+
+async def test_business_licence_wrong_client_secret_is_refused(
+    sims: Simulators, tmp_path: Path
+) -> None:
+    wrong = secret(tmp_path, "wrong.secret", "scjg-guess")
+    catalogue = pointed(sims, tmp_path, business_licence={"auth": {"client_secret_file": wrong}})
+    with pytest.raises(DepartmentUnavailable, match="credentials") as raised:
+        await fetch(catalogue, "business_licence", organisation(sims, "restaurant_company"))
     assert "guess" not in str(raised.value)

@@ -139,3 +139,59 @@ async def test_medical_insurance_evidence_and_claims(stack: Stack) -> None:
         )
     )
     assert [(r.id, verdict(r)) for r in claims.results] == [("e", "HOLDS")]
+
+
+# ---- market regulation: business licence (HTTP JSON, OAuth 2.0), an organisation ----------
+
+
+async def test_business_licence_evidence_and_claims(stack: Stack) -> None:
+    window = await stack.verification("huli-window")
+    assert stack.sims.registers is not None
+    code = stack.sims.registers.organisations["restaurant_sole_trader"]
+    owner = stack.scenarios["business_owner"]
+    reply = await window.GetEvidence(
+        pb.EvidenceRequest(
+            context=context("catering-licence", "CY-2026-0001"),
+            applicant=pb.Applicant(credit_code=code),
+            evidence_type="business_licence",
+        )
+    )
+    (record,) = [dict(r) for r in reply.records]
+    assert set(record) == {"name", "kind", "scope", "status", "founded_on", "authority"}
+    assert (record["kind"], record["status"]) == ("sole_trader", "existing")
+    assert reply.attestation.department == "business_licence"
+    assert proof_payload(stack, reply.attestation.proof)["departments"] == ["business_licence"]
+    entry, line = await entry_at(stack, reply.attestation.audit_index)
+    assert (entry["departments"], entry["outcome"]) == (["business_licence"], "granted")
+    # a sole trader's code is personal data: the audit log names it only by pseudonym
+    assert code.encode() not in line
+    assert entry["subject"]
+
+    claims = await window.VerifyClaims(
+        pb.VerifyClaimsRequest(
+            context=context("catering-licence", "CY-2026-0002"),
+            applicant=pb.Applicant(credit_code=code),
+            claims=[
+                pb.Claim(id="a", type="business_licence.active", params={"scope": "餐饮服务"}),
+                pb.Claim(
+                    id="r",
+                    type="business_licence.represented_by",
+                    params={"person_id_number": owner},
+                ),
+            ],
+        )
+    )
+    assert [(r.id, verdict(r)) for r in claims.results] == [("a", "HOLDS"), ("r", "HOLDS")]
+    entry, line = await entry_at(stack, claims.attestation.audit_index)
+    assert owner.encode() not in line
+    assert code.encode() not in line
+    revoked = await window.VerifyClaims(
+        pb.VerifyClaimsRequest(
+            context=context("catering-licence", "CY-2026-0003"),
+            applicant=pb.Applicant(
+                credit_code=stack.sims.registers.organisations["revoked_company"]
+            ),
+            claims=[pb.Claim(id="a", type="business_licence.active", params={"scope": "餐饮服务"})],
+        )
+    )
+    assert verdict(revoked.results[0]) == "DOES_NOT_HOLD"

@@ -34,7 +34,10 @@ def overrides(tmp_path: Path) -> dict[str, Any]:
     password.write_text("mz-password\n")
     api_key = tmp_path / "medical.key"
     api_key.write_text("yb-key\n")
+    client_secret = tmp_path / "market.secret"
+    client_secret.write_text("scjg-secret\n")
     return {
+        "business_licence": {"auth": {"client_secret_file": str(client_secret)}},
         "medical_insurance": {"auth": {"key_file": str(api_key)}},
         "marriage": {"auth": {"password_file": str(password)}},
         "household": {

@@ -182,3 +182,62 @@ def test_medical_insurance_enrolled() -> None:
     assert (down.verdict, down.status) == (UNDETERMINED, "UNAVAILABLE")
     _, bad = parse_claim(0, "c", "medical_insurance.enrolled", {"scheme": "private"}, CATALOGUE)
     assert [v.field for v in bad] == ["claims[0].params.scheme"]
+
+
+# ---- business licence ----------------------------------------------------------------------
+
+SOLE_TRADER = "92350206MAP8BQ6M9N"
+
+
+def licence(status: str = "existing", scope: str = "餐饮服务；小吃服务") -> dict[str, Any]:
+    return {
+        "credit_code": SOLE_TRADER,
+        "name": "厦门市湖里区方记沙茶面店",
+        "kind": "sole_trader",
+        "representative": "方斌强",
+        "representative_id_number": ME,
+        "scope": scope,
+        "status": status,
+        "founded_on": "2016-04-12",
+        "authority": "厦门市湖里区市场监督管理局",
+        "address": "福建省厦门市湖里区云顶北路25号",
+    }
+
+
+def test_business_licence_active_with_scope_keyword() -> None:
+    def v(record: Any, **params: str) -> str:
+        return verdict(
+            "business_licence.active",
+            {"business_licence": record},
+            applicant=SOLE_TRADER,
+            **params,
+        )
+
+    assert v(licence()) == HOLDS
+    assert v(licence("operating")) == HOLDS
+    assert v(licence(), scope="餐饮服务") == HOLDS
+    assert v(licence(), scope="　餐饮服务 ") == HOLDS  # full-width space: NFKC and trimmed
+    assert v(licence(), scope="烟草制品零售") == DOES_NOT_HOLD
+    assert v(licence("revoked")) == DOES_NOT_HOLD
+    assert v(licence("cancelled"), scope="餐饮服务") == DOES_NOT_HOLD
+    assert v(RecordNotFound("business_licence: no such subject")) == DOES_NOT_HOLD
+
+
+def test_business_licence_represented_by() -> None:
+    def v(person: str) -> str:
+        return verdict(
+            "business_licence.represented_by",
+            {"business_licence": licence()},
+            applicant=SOLE_TRADER,
+            person_id_number=person,
+        )
+
+    assert v(ME) == HOLDS
+    assert v(OTHER) == DOES_NOT_HOLD
+    outcome = decide(
+        "business_licence.represented_by",
+        {"business_licence": licence()},
+        applicant=SOLE_TRADER,
+        person_id_number=ME,
+    )
+    assert outcome.disclosed["params"] == {"person_id_number_binding": "b:" + ME[:2]}
