@@ -19,14 +19,18 @@ lose tiles that the next start rewrites.
 
 Permissions: the log holds who accessed whom, so its directories are created 0700 and its
 files 0600 (`prepare_directory` also takes group and other access away from a directory an
-older version created 0755).
+older version created 0755). Whole files are replaced atomically through a fresh temporary
+name (O_EXCL | O_NOFOLLOW) and a target that is a symbolic link is refused, so nobody who can
+plant a link in the directory makes the gateway or a witness write elsewhere.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import operator
 import os
+import secrets
 import stat
 from array import array
 from collections.abc import Callable, Sequence
@@ -65,14 +69,41 @@ def fsync_dir(path: Path) -> None:
 
 
 def write_durably(path: Path, data: bytes) -> None:
-    """Write a file atomically (temporary file, fsync, rename, fsync directory)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE), "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    """Replace `path` with `data` atomically and durably, mode 0600.
+
+    A fresh temporary file in the same directory (random name, O_EXCL | O_NOFOLLOW, so a link
+    planted under a predictable name is never followed), fsync, rename over `path`, fsync the
+    directory. A `path` that is a symbolic link is refused (IntegrityError): whoever put it
+    there wants the write to land elsewhere.
+    """
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            st = os.stat(path.name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            pass
+        else:
+            if stat.S_ISLNK(st.st_mode):
+                raise IntegrityError(
+                    f"{path} is a symbolic link; refusing to write through it",
+                    reason="SYMLINK_REFUSED",
+                )
+        tmp = f".{path.name}.{secrets.token_hex(6)}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        fd = os.open(tmp, flags, FILE_MODE, dir_fd=dir_fd)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dir_fd)
+            raise
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,14 @@ from typing import IO, Any
 
 from gateway.audit import merkle
 from gateway.audit.note import NoteSigner, NoteVerifier, SignedCheckpoint
-from gateway.audit.storage import CHECKPOINTS, LATEST, checkpoint_name, segment_paths
+from gateway.audit.storage import (
+    CHECKPOINTS,
+    LATEST,
+    checkpoint_name,
+    prepare_directory,
+    segment_paths,
+    write_durably,
+)
 from gateway.audit.tiles import TileTree
 from gateway.domain.errors import ConfigError, IntegrityError, NotFound, PermissionDenied
 from gateway.domain.policy import Policy
@@ -234,10 +241,19 @@ def witness(
             )
             merkle.verify_consistency(old.size, new.size, proof, old.root, new.root)
     cosigned = new.cosigned(signer)
-    tmp = state.with_name(state.name + ".tmp")
-    tmp.write_text(cosigned.text)
-    tmp.replace(state)
+    write_durably(state, cosigned.text.encode())  # a symbolic link there is refused
     return cosigned
+
+
+def write_back(directory: Path, cosigned: SignedCheckpoint) -> None:
+    """Put a cosigned note back into the log directory, where `verify --witness` looks: as
+    `checkpoints/<size>`, and as `checkpoint` if it is still the latest. Each file is replaced
+    atomically through a fresh temporary file; a symbolic link in its place is refused."""
+    latest = read_checkpoint(directory)
+    prepare_directory(directory / CHECKPOINTS)
+    write_durably(directory / CHECKPOINTS / checkpoint_name(cosigned.size), cosigned.text.encode())
+    if latest.size == cosigned.size and latest.root == cosigned.root:
+        write_durably(directory / LATEST, cosigned.text.encode())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ from typing import Any
 
 from gateway.audit import tools
 from gateway.audit.entry import subject_of
-from gateway.audit.note import NoteSigner, NoteVerifier, SignedCheckpoint
-from gateway.audit.storage import CHECKPOINTS, LATEST, checkpoint_name, store_checkpoint
+from gateway.audit.note import NoteSigner, NoteVerifier
+from gateway.audit.storage import LATEST
 from gateway.audit.verify import verify_log
 from gateway.domain.errors import ConfigError, ProoflessError
 from gateway.domain.policy_file import parse_policy
@@ -35,6 +35,9 @@ def _guard(func: Command) -> Command:
         except ProoflessError as err:
             print(f"proofless audit: {err.diagnostics()}", file=sys.stderr)
             return 2 if isinstance(err, ConfigError) else 1
+        except OSError as exc:
+            print(f"proofless audit: {exc.filename}: {exc.strerror}", file=sys.stderr)
+            return 2
 
     return run
 
@@ -172,13 +175,7 @@ def cmd_witness(args: argparse.Namespace) -> int:
     if args.out is not None:
         args.out.write_text(cosigned.text)
     elif args.checkpoint is None:
-        # Put the cosigned note back where verify --witness looks, if it is still the latest.
-        latest = SignedCheckpoint.parse(_read(args.log / LATEST, "checkpoint"))
-        if latest.size == cosigned.size and latest.root == cosigned.root:
-            store_checkpoint(args.log, cosigned.size, cosigned.text)
-        else:
-            cp_path = args.log / CHECKPOINTS / checkpoint_name(cosigned.size)
-            cp_path.write_text(cosigned.text)
+        tools.write_back(args.log, cosigned)  # where verify --witness looks
     print(cosigned.text, end="")
     return 0
 

@@ -2,6 +2,7 @@
 
 b. `audit replay --format csv` wrote cells starting with = + - @ (a caller chooses the case
    id and the purpose) as spreadsheet formulas.
+c. The witness's write-back followed symbolic links planted in the log directory.
 d. The caller-id pattern used `^...$`, and `$` matches before a final newline: a certificate
    naming `urn:proofless:caller:<id>\\n` was a caller of its own.
 e. `case_id` and `purpose` accepted resident ID numbers and mobile numbers, which then sat in
@@ -31,10 +32,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gateway.audit.note import NoteSigner
+from gateway.audit.storage import CHECKPOINTS, LATEST, checkpoint_paths
 from gateway.audit.tools import csv_cell
 from proofless.v1 import verification_pb2 as pb
 from proofless.v1 import verification_pb2_grpc as pb_grpc
-from tests.support.auditlog import access, open_log, run_audit_cli
+from tests.support.auditlog import ORIGIN, access, fill, open_log, run_audit_cli
 from tests.support.stack import Stack
 
 #: the async tests share the module's event loop (and its gateway); the pure ones need none
@@ -103,6 +106,80 @@ def test_plain_cells_and_numbers_are_unchanged() -> None:
     assert csv_cell(-5) == -5
     assert csv_cell(None) is None
     assert csv_cell(["public-security", "civil"]) == "public-security;civil"
+
+
+# ---- c. the witness write-back refuses symbolic links -------------------------------------------
+
+
+@pytest.fixture
+def witness_key(tmp_path: Path) -> Path:
+    path = tmp_path / "witness.pem"
+    path.write_bytes(
+        Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
+
+
+async def _witness(log_dir: Path, key: Ed25519PrivateKey, witness_key: Path, state: Path) -> int:
+    vkey = NoteSigner(ORIGIN, key).vkey
+    code, _ = await audit_cli(
+        "witness", log_dir, "--log-key", vkey, "--witness-key", witness_key,
+        "--name", "witness.test", "--state", state,
+    )  # fmt: skip
+    return code
+
+
+@on_module_loop
+async def test_witness_write_back_does_not_follow_planted_links(
+    tmp_path: Path, witness_key: Path
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    log_dir = tmp_path / "log"
+    await fill(log_dir, key, 5)
+    victim = tmp_path / "victim.conf"
+    victim.write_text("important\n")
+    # every name the write-back used to write through before renaming
+    for planted in (log_dir / f"{LATEST}.tmp", log_dir / CHECKPOINTS / f"{5:020d}.tmp"):
+        planted.symlink_to(victim)
+    state = tmp_path / "witness-state"
+    (tmp_path / "witness-state.tmp").symlink_to(victim)
+    assert await _witness(log_dir, key, witness_key, state) == 0
+    assert victim.read_text() == "important\n"
+    assert "witness.test" in (log_dir / LATEST).read_text()  # the cosigned note is back
+    assert not (log_dir / LATEST).is_symlink()
+
+
+@on_module_loop
+@pytest.mark.parametrize("target", ["latest", "numbered", "state"])
+async def test_witness_refuses_a_symlinked_target(
+    tmp_path: Path, witness_key: Path, target: str
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    log_dir = tmp_path / "log"
+    await fill(log_dir, key, 5)
+    victim = tmp_path / "victim.conf"
+    victim.write_text("important\n")
+    state = tmp_path / "witness-state"
+    if target == "state":  # a state the witness wrote, moved and linked back
+        assert await _witness(log_dir, key, witness_key, state) == 0
+        victim = tmp_path / "moved-state"
+        state.rename(victim)
+        state.symlink_to(victim)
+    else:
+        path = log_dir / LATEST if target == "latest" else checkpoint_paths(log_dir)[-1][1]
+        kept = path.read_bytes()
+        path.unlink()
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.write_bytes(kept)
+        path.symlink_to(elsewhere)
+        victim = elsewhere
+    before = victim.read_bytes()
+    assert await _witness(log_dir, key, witness_key, state) != 0
+    assert victim.read_bytes() == before
 
 
 # ---- d. a caller id is matched whole ------------------------------------------------------------

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
 
 from gateway.audit import merkle
-from gateway.audit.storage import SegmentStore, segment_paths
+from gateway.audit.storage import (
+    LATEST,
+    SegmentStore,
+    prepare_directory,
+    segment_paths,
+    store_checkpoint,
+    write_durably,
+)
 from gateway.audit.tiles import TileTree, tile_path
 from gateway.domain.errors import IntegrityError
 
@@ -79,3 +87,21 @@ def test_segments_rotate_and_read(tmp_path: Path) -> None:
     assert again.load(lambda i, line: True, lambda first, ls: seen.extend(ls)) is None
     assert seen == lines
     assert again.read(0, 12) == lines
+
+
+def test_files_are_private_and_links_are_refused(tmp_path: Path) -> None:
+    prepare_directory(tmp_path / "log")
+    store = SegmentStore(tmp_path / "log", segment_bytes=1 << 20)
+    store.append([b'{"index":0}'])
+    store.close()
+    store_checkpoint(tmp_path / "log", 1, "text\n")
+    for path in [tmp_path / "log", *(tmp_path / "log").rglob("*")]:
+        assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("kept\n")
+    (tmp_path / "log" / LATEST).unlink()
+    (tmp_path / "log" / LATEST).symlink_to(elsewhere)
+    with pytest.raises(IntegrityError) as info:
+        write_durably(tmp_path / "log" / LATEST, b"new\n")
+    assert info.value.reason == "SYMLINK_REFUSED"
+    assert elsewhere.read_text() == "kept\n"
