@@ -9,9 +9,10 @@ A checkpoint (https://c2sp.org/tlog-checkpoint) is the note text
 `<origin>\\n<tree size>\\n<base64 root hash>\\n[extension lines]`. The log signs with the key
 named after its origin.
 
-Witness cosignatures are kept deliberately simple: a witness adds one more Ed25519 note
-signature under its own key name to the same checkpoint text. (C2SP tlog-cosignature/v1 adds a
-timestamp under algorithm 0x04; we do not implement it.)
+Witnesses cosign in the C2SP tlog-cosignature/v1 format (signature type 0x04, timestamped):
+`gateway.audit.cosignature`. A cosignature is one more signature line on the same note, so
+this module parses and carries it like any other; `SignedCheckpoint.open` takes any verifier
+with a `require(note)` for the witnesses it must find.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import base64
 import binascii
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -151,17 +154,28 @@ class NoteVerifier:
         encoded = base64.b64encode(bytes([ALG_ED25519]) + self.public_key).decode()
         return f"{self.name}+{self.key_id.hex()}+{encoded}"
 
-    def signed(self, note: Note) -> bool:
-        """Whether `note` carries a valid signature by this key (others are ignored)."""
+    def signed(self, note: Note, *, strict: bool = False) -> bool:
+        """Whether `note` carries a valid signature by this key (others are ignored).
+
+        `strict`: a line with this key's name and id whose signature fails to verify makes
+        the note malformed (SignatureError), as signed-note and tlog-witness require of a
+        witness, instead of being passed over."""
         key = Ed25519PublicKey.from_public_bytes(self.public_key)
+        found = False
         for sig in note.signatures:
             if sig.name == self.name and sig.key_id == self.key_id:
                 try:
                     key.verify(sig.signature, note.text.encode())
                 except InvalidSignature:
+                    if strict:
+                        raise SignatureError(
+                            f"a signature by {self.name}+{self.key_id.hex()} does not verify"
+                        ) from None
                     continue
-                return True
-        return False
+                found = True
+                if not strict:
+                    return True
+        return found
 
     def require(self, note: Note) -> None:
         if not self.signed(note):
@@ -216,6 +230,15 @@ class NoteSigner:
             s for s in note.signatures if (s.name, s.key_id) != (self.name, self.verifier.key_id)
         )
         return Note(note.text, (*others, sig))
+
+
+class NoteRequirement(Protocol):
+    """A key whose signature a note must carry: a NoteVerifier, or a witness's cosignature
+    verifier (gateway.audit.cosignature)."""
+
+    def require(self, note: Note) -> object:
+        """Raise SignatureError unless `note` carries a valid signature by this key."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -289,7 +312,7 @@ class SignedCheckpoint:
         cls,
         message: str | bytes,
         log_key: NoteVerifier,
-        witnesses: tuple[NoteVerifier, ...] = (),
+        witnesses: Sequence[NoteRequirement] = (),
     ) -> SignedCheckpoint:
         """Parse and require the log's signature (key named after the origin) and each witness's."""
         signed = cls.parse(message)
@@ -302,3 +325,10 @@ class SignedCheckpoint:
 
     def cosigned(self, signer: NoteSigner) -> SignedCheckpoint:
         return SignedCheckpoint(self.checkpoint, signer.sign(self.note))
+
+    def with_signatures(self, *signatures: NoteSignature) -> SignedCheckpoint:
+        """This checkpoint with more signature lines (each replacing an earlier line by the
+        same name and key id), e.g. the cosignatures a witness answered with."""
+        keys = {(s.name, s.key_id) for s in signatures}
+        kept = tuple(s for s in self.note.signatures if (s.name, s.key_id) not in keys)
+        return SignedCheckpoint(self.checkpoint, Note(self.note.text, (*kept, *signatures)))
