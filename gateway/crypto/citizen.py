@@ -55,8 +55,24 @@ class CitizenToken:
     jti: str
 
 
+SALT_BYTES = 16
+
+
 def citizen_binding(salt: bytes, id_number: str) -> str:
+    """hex HMAC-SHA256(key = salt, the ID number with an upper-case X): binds a token to a
+    person without a guessable or linkable identifier (consent tokens use it too)."""
     return hmac.new(salt, id_number.strip().upper().encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def parse_salt(value: str) -> bytes:
+    """A token's `salt` claim: base64url of at least 16 bytes. Raises ValueError."""
+    try:
+        salt = jws.b64url_decode(value)
+    except jws.ProofInvalid as exc:
+        raise ValueError("salt is not base64url") from exc
+    if len(salt) < SALT_BYTES:
+        raise ValueError(f"salt is shorter than {SALT_BYTES} bytes")
+    return salt
 
 
 def issue_citizen_token(
@@ -70,7 +86,7 @@ def issue_citizen_token(
 ) -> str:
     """A citizen token signed by the issuer key (for demos, tests and the dev issuer)."""
     issued = int(time.time() if now is None else now)
-    salt = secrets.token_bytes(16)
+    salt = secrets.token_bytes(SALT_BYTES)
     payload = {
         "iss": issuer,
         "citizen": citizen_binding(salt, id_number),
@@ -113,11 +129,9 @@ def _parse(token: str, issuer_keys: Mapping[str, Any]) -> CitizenToken:
     if claims["scope"] != SCOPE:
         raise _invalid(f"must have scope {SCOPE}")
     try:
-        salt = jws.b64url_decode(claims["salt"])
+        salt = parse_salt(claims["salt"])
     except ValueError as exc:
-        raise _invalid("salt is not base64url") from exc
-    if len(salt) < 16:
-        raise _invalid("salt is shorter than 16 bytes")
+        raise _invalid(str(exc)) from exc
     kid = header.get("kid")
     if not isinstance(kid, str) or not issuer_of_token(issuer_keys, kid, claims["iss"]):
         raise PermissionDenied(

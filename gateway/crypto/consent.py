@@ -6,7 +6,10 @@ issuer (e.g. the citizen app), verified against the issuers' JWKS; its `iss` mus
 issuer its key may sign for (gateway.crypto.keys.IssuerKeys: `[consent] issuers`, or the JWK's
 `iss` member). Its payload binds:
 
-    applicant  hex SHA-256 of the applicant's ID number (upper-case X)
+    applicant  hex HMAC-SHA256(key = salt, the applicant's ID number with an upper-case X)
+    salt       16 random bytes, base64url; fresh per token (the citizen tokens' construction,
+               gateway.crypto.citizen), so no two tokens about one person carry the same value
+               and no table of precomputed IDs reverses one
     caller     the approval system's caller id
     item       the service item code (事项编码)
     case_id    the case number (办件编号)
@@ -14,8 +17,9 @@ issuer its key may sign for (gateway.crypto.keys.IssuerKeys: `[consent] issuers`
     iat, exp   seconds since the epoch
     jti        unique id; each token is accepted once
 
-The applicant hash is a binding, not a secret: an 18-character ID has little entropy, so the
-token is only ever shown to the caller and the gateway. Every refusal is PERMISSION_DENIED with
+The applicant binding is checked, not read: whoever holds the token and the ID number can
+confirm the one against the other (an 18-character ID has little entropy), but a token alone
+names nobody and two tokens cannot be linked to one person. Every refusal is PERMISSION_DENIED with
 an ErrorInfo reason (CONSENT_MISSING, CONSENT_INVALID, CONSENT_UNTRUSTED_ISSUER, CONSENT_EXPIRED,
 CONSENT_WRONG_CALLER, CONSENT_WRONG_ITEM, CONSENT_WRONG_APPLICANT, CONSENT_WRONG_CASE,
 CONSENT_REPLAYED). A token is accepted once across every gateway process and replica when
@@ -46,6 +50,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from gateway.crypto import jws
+from gateway.crypto.citizen import SALT_BYTES, citizen_binding, parse_salt
 from gateway.crypto.keys import issuer_of_token
 from gateway.domain.errors import ConfigError, PermissionDenied, ResourceExhausted, Unavailable
 
@@ -66,7 +71,8 @@ REPLAY_BACKENDS: Final = frozenset({"local", "redis"})
 @dataclass(frozen=True)
 class ConsentToken:
     issuer: str
-    applicant: str  # hex SHA-256 of the ID number
+    applicant: str  # citizen_binding(salt, the ID number)
+    salt: bytes
     caller: str
     item: str
     case_id: str
@@ -74,10 +80,6 @@ class ConsentToken:
     expires_at: int
     jti: str
     kid: str
-
-
-def applicant_digest(id_number: str) -> str:
-    return hashlib.sha256(id_number.strip().upper().encode("utf-8")).hexdigest()
 
 
 def replay_key(consent: ConsentToken) -> str:
@@ -237,9 +239,11 @@ def issue_consent(
 ) -> str:
     """A consent token signed by the issuer key (for demos, tests and the dev issuer)."""
     issued = int(time.time() if now is None else now)
+    salt = secrets.token_bytes(SALT_BYTES)
     payload = {
         "iss": issuer,
-        "applicant": applicant_digest(applicant_id_number),
+        "applicant": citizen_binding(salt, applicant_id_number),
+        "salt": jws.b64url_encode(salt),
         "caller": caller,
         "item": item,
         "case_id": case_id,
@@ -269,7 +273,7 @@ def _parse(token: str, issuer_keys: Mapping[str, Any]) -> ConsentToken:
         raise _invalid("payload is not UTF-8 JSON") from exc
     if not isinstance(claims, dict):
         raise _invalid("payload is not a JSON object")
-    for name in ("iss", "applicant", "caller", "item", "case_id", "jti"):
+    for name in ("iss", "applicant", "salt", "caller", "item", "case_id", "jti"):
         if not isinstance(claims.get(name), str):
             raise _invalid(f"lacks the string claim {name}")
     for name in ("iat", "exp"):
@@ -278,6 +282,10 @@ def _parse(token: str, issuer_keys: Mapping[str, Any]) -> ConsentToken:
             raise _invalid(f"lacks the integer claim {name}")
     if not _JTI.match(claims["jti"]):
         raise _invalid("jti must be 8-128 characters of A-Z a-z 0-9 _ . : -")
+    try:
+        salt = parse_salt(claims["salt"])
+    except ValueError as exc:
+        raise _invalid(str(exc)) from exc
     kid = header.get("kid")
     if not isinstance(kid, str) or not issuer_of_token(issuer_keys, kid, claims["iss"]):
         raise PermissionDenied(
@@ -287,6 +295,7 @@ def _parse(token: str, issuer_keys: Mapping[str, Any]) -> ConsentToken:
     return ConsentToken(
         issuer=claims["iss"],
         applicant=claims["applicant"],
+        salt=salt,
         caller=claims["caller"],
         item=claims["item"],
         case_id=claims["case_id"],
@@ -334,7 +343,7 @@ def check_consent(
         raise PermissionDenied(
             "consent token is for another service item", reason="CONSENT_WRONG_ITEM"
         )
-    expected = applicant_digest(applicant_id_number).encode("ascii")
+    expected = citizen_binding(consent.salt, applicant_id_number).encode("ascii")
     if not hmac.compare_digest(consent.applicant.encode("utf-8"), expected):
         raise PermissionDenied(
             "consent token is for another applicant", reason="CONSENT_WRONG_APPLICANT"

@@ -10,11 +10,15 @@ b. Consent and citizen tokens were not checked for `iss`: any key in the issuers
 c. The consent replay cache was per process: with `serve --workers N` or N replicas a token
    worked N times. `[consent] replay_backend = "redis"` records each token once for all of
    them, and refuses consent (CONSENT_UNAVAILABLE) while Redis does not answer.
+d. (Item 3's remainder.) Consent tokens carried `applicant` = the unsalted SHA-256 of the ID
+   number: reversed by trying the ~10^11 IDs, and the same value in every token about a person
+   linked them. It is now the citizen tokens' construction: HMAC under a salt fresh per token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import shutil
 import socket
@@ -374,3 +378,71 @@ async def test_consent_is_refused_while_the_shared_replay_store_is_down(
         (entry,) = [e for e in entries if e.get("request_id") == "k11-c-down"]
         assert entry["reason"] == "CONSENT_UNAVAILABLE"
         assert entry["departments"] == []  # nothing was fetched
+
+
+# ---- d. the applicant in a consent token --------------------------------------------------------
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    claims: dict[str, Any] = json.loads(jws.b64url_decode(token.split(".")[1]))
+    return claims
+
+
+async def test_a_consent_token_names_its_applicant_by_a_salted_binding(
+    stack: Stack,
+    capsys: pytest.CaptureFixture[str],
+    details: Callable[..., list[Any]],
+) -> None:
+    applicant = stack.scenarios["household_head"]
+    tokens = []
+    for case in ("K11-D-1", "K11-D-2"):
+        code = proofless(
+            [
+                "consent", "issue", "--key", str(stack.pki.consent_issuer_key),
+                "--id-number", applicant, "--caller", CONSENT_CALLER, "--item", CONSENT_ITEM,
+                "--case", case,
+            ]
+        )  # fmt: skip
+        assert code == 0
+        tokens.append(capsys.readouterr().out.strip())
+    unsalted = hashlib.sha256(applicant.encode()).hexdigest()
+    first, second = map(claims_of, tokens)
+    for claims in (first, second):
+        assert unsalted not in json.dumps(claims)
+        assert applicant not in json.dumps(claims)
+        assert len(jws.b64url_decode(claims["salt"])) == 16
+    # two tokens about one person share no value a third party could link them by
+    assert first["applicant"] != second["applicant"]
+    assert first["salt"] != second["salt"]
+
+    stub = await stack.verification(CONSENT_CALLER)
+    for case, token in zip(("K11-D-1", "K11-D-2"), tokens, strict=True):
+        reply = await stub.GetHouseholdRecord(consent_request(applicant, case, token))
+        assert reply.attestation.proof
+    # a token in the old, linkable form is no longer accepted
+    old = dict(claims_of(tokens[0]), applicant=unsalted, case_id="K11-D-3", jti="old-form-0001")
+    del old["salt"]
+    header = jws.parse_header(tokens[0])
+    key = load_ed25519_private_key(stack.pki.consent_issuer_key)
+    forged = jws.sign(json.dumps(old).encode(), key, header)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.GetHouseholdRecord(consent_request(applicant, "K11-D-3", forged))
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert reason_of(info.value, details) == "CONSENT_INVALID"
+
+
+async def test_a_token_with_a_malformed_salt_is_refused_not_an_internal_error(
+    stack: Stack, details: Callable[..., list[Any]]
+) -> None:
+    idn = stack.scenarios["household_head"]
+    token = stack.citizen_token(idn)
+    claims = dict(claims_of(token), salt="**not-base64url**")
+    key = load_ed25519_private_key(stack.pki.consent_issuer_key)
+    forged = jws.sign(json.dumps(claims).encode(), key, jws.parse_header(token))
+    portal = await stack.audit("citizen-portal")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await portal.ListAccesses(
+            audit_pb2.ListAccessesRequest(id_number=idn, citizen_token=forged)
+        )
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert reason_of(info.value, details) == "CITIZEN_TOKEN_INVALID"

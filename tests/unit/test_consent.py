@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import socket
 import tomllib
@@ -20,6 +21,7 @@ from gateway.cli.certs import add_commands
 from gateway.config import parse_config
 from gateway.crypto import consent, jws
 from gateway.crypto import keys as key_files
+from gateway.crypto.citizen import citizen_binding
 from gateway.devtools import pki
 from gateway.domain.errors import ConfigError, PermissionDenied, ResourceExhausted, Unavailable
 
@@ -27,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ID = "35050519900101123X"
 NOW = 1_800_000_000.0
 ISS = "proofless-dev-consent"
+SALT = bytes(range(16))
 
 
 @pytest.fixture
@@ -88,7 +91,8 @@ def _forge(issuer: Ed25519PrivateKey, payload: Any, typ: str = consent.TOKEN_TYP
 def _claims(**overrides: Any) -> dict[str, Any]:
     claims: dict[str, Any] = {
         "iss": ISS,
-        "applicant": consent.applicant_digest(ID),
+        "applicant": citizen_binding(SALT, ID),
+        "salt": jws.b64url_encode(SALT),
         "caller": "fuzhou-civil-affairs",
         "item": "subsistence-allowance",
         "case_id": "FZ-2026-000123",
@@ -109,13 +113,19 @@ def test_valid_token(issuer: Ed25519PrivateKey, keys: Any) -> None:
     assert accepted.expires_at - accepted.issued_at == consent.DEFAULT_TTL
     assert accepted.jti == "case-123-consent"
     assert accepted.kid == jws.kid_of(issuer.public_key())
-    assert accepted.applicant == consent.applicant_digest(ID)
-    assert ID not in token  # the token carries a digest, not the ID number
+    assert accepted.applicant == citizen_binding(accepted.salt, ID)
+    assert ID not in token  # the token carries a salted binding, not the ID number
 
 
-def test_applicant_digest_normalises_the_check_character() -> None:
-    assert consent.applicant_digest(ID.lower()) == consent.applicant_digest(ID)
-    assert len(consent.applicant_digest(ID)) == 64
+def test_the_applicant_binding_is_salted_per_token(issuer: Ed25519PrivateKey, keys: Any) -> None:
+    first, second = (_verify(_issue(issuer, jti=f"same-person-{n}"), keys) for n in range(2))
+    assert len(first.salt) == 16
+    assert first.salt != second.salt
+    assert first.applicant != second.applicant  # two tokens about one person: not linkable
+    # neither is the unsalted SHA-256 a dictionary of ID numbers would reverse
+    assert hashlib.sha256(ID.encode()).hexdigest() not in (first.applicant, second.applicant)
+    # the check character's case does not matter
+    assert _verify(_issue(issuer), keys, applicant_id_number=ID.lower())
 
 
 def test_verifies_with_a_jwks_whose_keys_name_their_issuer(issuer: Ed25519PrivateKey) -> None:
@@ -166,6 +176,14 @@ def test_invalid_signature_or_issuer(issuer: Ed25519PrivateKey, keys: Any) -> No
         [1, 2],
         _claims(caller=None),
         _claims(iss=None),
+        _claims(salt=None),
+        _claims(salt="AAAA"),  # 3 bytes
+        _claims(salt="not base64url!"),
+        {
+            k: v
+            for k, v in _claims(applicant=hashlib.sha256(ID.encode()).hexdigest()).items()
+            if k != "salt"
+        },
         _claims(iss=7),
         _claims(jti=5),
         _claims(exp="tomorrow"),
