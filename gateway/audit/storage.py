@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
 
-from gateway.domain.errors import IntegrityError
+from gateway.domain.errors import ConfigError, IntegrityError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,28 @@ CHECKPOINTS = "checkpoints"
 LATEST = "checkpoint"
 DIR_MODE = 0o700
 FILE_MODE = 0o600
+#: the shortest audit pepper accepted: an HMAC key of fewer bytes is guessable
+MIN_PEPPER_BYTES = 16
+
+
+def read_pepper(path: Path) -> bytes:
+    """The audit pepper: the file's bytes exactly as they are, the one reader for everyone who
+    computes a `subject` (the gateway, `audit replay`).
+
+    Nothing is stripped: a pepper is 32 random bytes, any of which may be a whitespace byte,
+    and the gateway has always keyed its subjects with the raw file, so stripping on one side
+    only made a search find nothing. A file shorter than MIN_PEPPER_BYTES is refused.
+    """
+    try:
+        pepper = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the audit pepper ({exc.strerror})") from exc
+    if len(pepper) < MIN_PEPPER_BYTES:
+        raise ConfigError(
+            f"{path}: the audit pepper must hold at least {MIN_PEPPER_BYTES} bytes "
+            f"(it holds {len(pepper)}); make one with `head -c 32 /dev/urandom`"
+        )
+    return pepper
 
 
 def prepare_directory(path: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from gateway.audit import tools
 from gateway.audit.entry import subject_of
 from gateway.audit.note import NoteSigner, NoteVerifier
-from gateway.audit.storage import LATEST
+from gateway.audit.storage import LATEST, read_pepper
 from gateway.audit.verify import verify_log
 from gateway.domain.errors import ConfigError, ProoflessError
 from gateway.domain.policy_file import parse_policy
@@ -78,7 +78,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.id_number:
         if not args.pepper_file:
             raise ConfigError("--id-number needs --pepper-file (the audit pepper)")
-        pepper = _read(args.pepper_file, "pepper file").strip()
+        pepper = read_pepper(args.pepper_file)  # as the gateway reads it: raw
         subject = subject_of(pepper, args.id_number.strip().upper())
     filters = tools.Filters(
         caller=args.caller,

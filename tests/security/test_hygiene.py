@@ -1,5 +1,7 @@
 """Red-team item 15, the smaller items this suite closes:
 
+a. The pepper file was read raw by the gateway and stripped by `audit replay`: with a pepper
+   that has whitespace at an edge, an auditor's search by ID number found nothing.
 b. `audit replay --format csv` wrote cells starting with = + - @ (a caller chooses the case
    id and the purpose) as spreadsheet formulas.
 c. The witness's write-back followed symbolic links planted in the log directory.
@@ -18,6 +20,7 @@ import datetime as dt
 import io
 import json
 import os
+import secrets
 import stat
 from collections.abc import Callable
 from contextlib import redirect_stdout
@@ -33,8 +36,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gateway.audit.note import NoteSigner
-from gateway.audit.storage import CHECKPOINTS, LATEST, checkpoint_paths
+from gateway.audit.storage import CHECKPOINTS, LATEST, checkpoint_paths, read_pepper
 from gateway.audit.tools import csv_cell
+from gateway.domain.errors import ConfigError
 from proofless.v1 import verification_pb2 as pb
 from proofless.v1 import verification_pb2_grpc as pb_grpc
 from tests.support.auditlog import ORIGIN, access, fill, open_log, run_audit_cli
@@ -76,6 +80,38 @@ async def audit_cli(*argv: str | Path) -> tuple[int, str]:
 
 def reason_of(err: grpc.aio.AioRpcError, details: Callable[..., list[Any]]) -> str:
     return next(d.reason for d in details(err) if hasattr(d, "reason"))
+
+
+# ---- a. one reader for the pepper ---------------------------------------------------------------
+
+
+@on_module_loop
+async def test_a_pepper_with_edge_whitespace_finds_what_the_gateway_logged(
+    make_stack: Callable[..., Any], tmp_path: Path
+) -> None:
+    pepper = tmp_path / "pepper.bin"
+    pepper.write_bytes(b" " + secrets.token_bytes(30) + b"\n")  # random bytes can be spaces
+    async with make_stack({"audit": {"pepper_file": str(pepper)}}, tmp_path / "state") as s:
+        idn = s.scenarios["household_head"]
+        window = await s.verification("quangang-window")
+        reply = await window.GetHouseholdRecord(record(idn, case="PEPPER-1"))
+        directory = s.config.audit.dir
+    code, out = await audit_cli("replay", directory, "--id-number", idn, "--pepper-file", pepper)
+    assert code == 0
+    found = [json.loads(line) for line in out.splitlines()]
+    assert [e["index"] for e in found if e.get("kind") == "access"] == [
+        reply.attestation.audit_index
+    ]
+
+
+def test_the_pepper_is_read_as_it_is_and_a_short_one_refused(tmp_path: Path) -> None:
+    path = tmp_path / "pepper"
+    path.write_bytes(b"\t" + b"k" * 20 + b"\n")
+    assert read_pepper(path) == b"\t" + b"k" * 20 + b"\n"
+    path.write_bytes(b"short\n")
+    with pytest.raises(ConfigError) as info:
+        read_pepper(path)
+    assert "short" not in info.value.message  # the file's content is never quoted
 
 
 # ---- b. CSV cells are never formulas ------------------------------------------------------------

@@ -74,7 +74,7 @@ def test_replay_filters(log_dir: Path, tmp_path: Path, capsys: pytest.CaptureFix
     assert rows
     assert all(r["caller"] == "approval-b" and r["outcome"] == "granted" for r in rows)
     pepper = tmp_path / "pepper"
-    pepper.write_bytes(PEPPER + b"\n")
+    pepper.write_bytes(PEPPER)  # raw, as the gateway reads it
     assert run("replay", log_dir, "--id-number", ID_A, "--pepper-file", pepper) == 0
     rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [r["index"] for r in rows] == list(range(1, 40, 2))
