@@ -67,6 +67,8 @@ def merge_tables(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, 
 class ServerConfig:
     listen: str = "127.0.0.1:50051"
     ops_listen: str = "127.0.0.1:9464"
+    #: the HTTP/JSON door (gateway.server.http_door), mutual TLS like gRPC; "" keeps it closed
+    http_listen: str = ""
     default_deadline_ms: int = 5000
     grace_seconds: float = 5.0
     max_message_bytes: int = 1 << 20
@@ -154,6 +156,7 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
     srv = ServerConfig(
         listen=_get(server_t, "listen", str, f"{source} [server]", ServerConfig.listen),
         ops_listen=_get(server_t, "ops_listen", str, f"{source} [server]", ServerConfig.ops_listen),
+        http_listen=_get(server_t, "http_listen", str, f"{source} [server]", ""),
         default_deadline_ms=_get(server_t, "default_deadline_ms", int, f"{source} [server]", 5000),
         grace_seconds=_get(server_t, "grace_seconds", float, f"{source} [server]", 5.0),
         max_message_bytes=_get(server_t, "max_message_bytes", int, f"{source} [server]", 1 << 20),

@@ -45,8 +45,9 @@ from gateway.ops.http import OpsServer
 from gateway.ops.metrics import Metrics
 from gateway.server.admission import Admission
 from gateway.server.audit_service import AuditDeps, AuditServicer
-from gateway.server.call import Audited
+from gateway.server.call import Audited, current_call
 from gateway.server.departments import Departments
+from gateway.server.http_door import HttpDoor
 from gateway.server.identity import Caller
 from gateway.server.in_force import InForce, load_in_force, watched_paths
 from gateway.server.interceptors import GatewayInterceptor
@@ -119,6 +120,8 @@ class RunningGateway:
     server: grpc.aio.Server
     servicer: VerificationServicer
     interceptor: GatewayInterceptor
+    #: the HTTP/JSON door's port; 0 when `http_listen` is empty (closed)
+    http_port: int = 0
 
     def reload_rules(self) -> None:
         """SIGHUP: reload the policy and the catalogue now."""
@@ -213,6 +216,7 @@ async def running_gateway(
             started=0.0,
             policy=rules.value.policy.version,
             catalogue=rules.value.catalogue.version,
+            transport=current_call.get().transport,  # the door has published the call
         )
         entry = access.entry(outcome="denied", code=err.code, reason=err.reason, latency_us=0)
         await audit.append(entry)
@@ -274,19 +278,44 @@ async def running_gateway(
         audit_vkey=lambda: audit.vkey,
         ready=lambda: serving,
     )
+    # The HTTP/JSON door: the interceptor's Door (identity, CRL, metrics, rejected-call audit)
+    # in front of the same servicers, on a listener of its own.
+    http: HttpDoor | None = None
+    if config.server.http_listen:
+        http = HttpDoor(
+            interceptor.door,
+            {
+                verification_pb2.DESCRIPTOR.services_by_name["VerificationService"]: servicer,
+                audit_pb2.DESCRIPTOR.services_by_name["AuditService"]: audit_servicer,
+            },
+            config.tls,
+            max_body_bytes=config.server.max_message_bytes,
+            max_concurrent_streams=config.server.max_concurrent_streams,
+        )
     watcher: asyncio.Task[None] | None = None
+    http_bound = 0
     try:
         await server.start()
+        if http is not None:
+            http_host, http_port = host_port(config.server.http_listen)
+            http_bound = await http.start(http_host, http_port)
         ops_host, ops_port = host_port(config.server.ops_listen)
         ops_bound = await ops.start(ops_host, ops_port)
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         serving = True
         watcher = asyncio.create_task(
-            _watch([rules, revoked, consent_keys, proof_keys], audit, metrics, departments),
+            _watch(
+                [rules, revoked, consent_keys, proof_keys, *([http.tls_files] if http else [])],
+                audit,
+                metrics,
+                departments,
+            ),
             name="proofless-watch",
         )
         log.info("serving", extra={"port": bound, "ops_port": ops_bound})
+        if http_bound:
+            log.info("HTTP/JSON door serving", extra={"port": http_bound})
         yield RunningGateway(
             address=f"{host}:{bound}",
             port=bound,
@@ -300,6 +329,7 @@ async def running_gateway(
             server=server,
             servicer=servicer,
             interceptor=interceptor,
+            http_port=http_bound,
         )
     finally:
         serving = False
@@ -308,7 +338,8 @@ async def running_gateway(
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-        await server.stop(config.server.grace_seconds)
+        grace = config.server.grace_seconds
+        await asyncio.gather(server.stop(grace), http.stop(grace) if http else asyncio.sleep(0))
         try:
             async with asyncio.timeout(DRAIN_AUDIT_TIMEOUT_S):
                 await audited.drained()

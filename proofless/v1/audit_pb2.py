@@ -22,38 +22,49 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18proofless/v1/audit.proto\x12\x0cproofless.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x16\n\x14GetCheckpointRequest\"W\n\nCheckpoint\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\x12\x13\n\x0bsigned_note\x18\x04 \x01(\t\"/\n\x11GetEntriesRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x04\"4\n\x12GetEntriesResponse\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x0f\n\x07\x65ntries\x18\x02 \x03(\x0c\"<\n\x18GetInclusionProofRequest\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\"j\n\x0eInclusionProof\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x11\n\tleaf_hash\x18\x03 \x01(\x0c\x12\x0e\n\x06hashes\x18\x04 \x03(\x0c\x12\x13\n\x0bsigned_note\x18\x05 \x01(\t\";\n\x1aGetConsistencyProofRequest\x12\r\n\x05\x66irst\x18\x01 \x01(\x04\x12\x0e\n\x06second\x18\x02 \x01(\x04\"A\n\x10\x43onsistencyProof\x12\r\n\x05\x66irst\x18\x01 \x01(\x04\x12\x0e\n\x06second\x18\x02 \x01(\x04\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c\"f\n\x13ListAccessesRequest\x12\x11\n\tid_number\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x15\n\rcitizen_token\x18\x04 \x01(\t\"\xa4\x01\n\x06\x41\x63\x63\x65ss\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x63\x61ller\x18\x02 \x01(\t\x12\x14\n\x0cservice_item\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x13\n\x0brecord_type\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x13\n\x0b\x61udit_index\x18\x07 \x01(\x04\"W\n\x14ListAccessesResponse\x12&\n\x08\x61\x63\x63\x65sses\x18\x01 \x03(\x0b\x32\x14.proofless.v1.Access\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xc1\x03\n\x0c\x41uditService\x12M\n\rGetCheckpoint\x12\".proofless.v1.GetCheckpointRequest\x1a\x18.proofless.v1.Checkpoint\x12O\n\nGetEntries\x12\x1f.proofless.v1.GetEntriesRequest\x1a .proofless.v1.GetEntriesResponse\x12Y\n\x11GetInclusionProof\x12&.proofless.v1.GetInclusionProofRequest\x1a\x1c.proofless.v1.InclusionProof\x12_\n\x13GetConsistencyProof\x12(.proofless.v1.GetConsistencyProofRequest\x1a\x1e.proofless.v1.ConsistencyProof\x12U\n\x0cListAccesses\x12!.proofless.v1.ListAccessesRequest\x1a\".proofless.v1.ListAccessesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18proofless/v1/audit.proto\x12\x0cproofless.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x16\n\x14GetCheckpointRequest\"W\n\nCheckpoint\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\x12\x13\n\x0bsigned_note\x18\x04 \x01(\t\"/\n\x11GetEntriesRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x04\"4\n\x12GetEntriesResponse\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x0f\n\x07\x65ntries\x18\x02 \x03(\x0c\"<\n\x18GetInclusionProofRequest\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\"j\n\x0eInclusionProof\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x11\n\tleaf_hash\x18\x03 \x01(\x0c\x12\x0e\n\x06hashes\x18\x04 \x03(\x0c\x12\x13\n\x0bsigned_note\x18\x05 \x01(\t\";\n\x1aGetConsistencyProofRequest\x12\r\n\x05\x66irst\x18\x01 \x01(\x04\x12\x0e\n\x06second\x18\x02 \x01(\x04\"A\n\x10\x43onsistencyProof\x12\r\n\x05\x66irst\x18\x01 \x01(\x04\x12\x0e\n\x06second\x18\x02 \x01(\x04\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c\"f\n\x13ListAccessesRequest\x12\x11\n\tid_number\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x15\n\rcitizen_token\x18\x04 \x01(\t\"\xa4\x01\n\x06\x41\x63\x63\x65ss\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x63\x61ller\x18\x02 \x01(\t\x12\x14\n\x0cservice_item\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x13\n\x0brecord_type\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x13\n\x0b\x61udit_index\x18\x07 \x01(\x04\"W\n\x14ListAccessesResponse\x12&\n\x08\x61\x63\x63\x65sses\x18\x01 \x03(\x0b\x32\x14.proofless.v1.Access\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xe7\x04\n\x0c\x41uditService\x12k\n\rGetCheckpoint\x12\".proofless.v1.GetCheckpointRequest\x1a\x18.proofless.v1.Checkpoint\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/audit/checkpoint\x12j\n\nGetEntries\x12\x1f.proofless.v1.GetEntriesRequest\x1a .proofless.v1.GetEntriesResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/audit/entries\x12|\n\x11GetInclusionProof\x12&.proofless.v1.GetInclusionProofRequest\x1a\x1c.proofless.v1.InclusionProof\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/audit/inclusion-proof\x12\x84\x01\n\x13GetConsistencyProof\x12(.proofless.v1.GetConsistencyProofRequest\x1a\x1e.proofless.v1.ConsistencyProof\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/audit/consistency-proof\x12y\n\x0cListAccesses\x12!.proofless.v1.ListAccessesRequest\x1a\".proofless.v1.ListAccessesResponse\"\"\x82\xd3\xe4\x93\x02\x1c\"\x17/v1/audit/accesses:list:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proofless.v1.audit_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETCHECKPOINTREQUEST']._serialized_start=75
-  _globals['_GETCHECKPOINTREQUEST']._serialized_end=97
-  _globals['_CHECKPOINT']._serialized_start=99
-  _globals['_CHECKPOINT']._serialized_end=186
-  _globals['_GETENTRIESREQUEST']._serialized_start=188
-  _globals['_GETENTRIESREQUEST']._serialized_end=235
-  _globals['_GETENTRIESRESPONSE']._serialized_start=237
-  _globals['_GETENTRIESRESPONSE']._serialized_end=289
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=291
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=351
-  _globals['_INCLUSIONPROOF']._serialized_start=353
-  _globals['_INCLUSIONPROOF']._serialized_end=459
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=461
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=520
-  _globals['_CONSISTENCYPROOF']._serialized_start=522
-  _globals['_CONSISTENCYPROOF']._serialized_end=587
-  _globals['_LISTACCESSESREQUEST']._serialized_start=589
-  _globals['_LISTACCESSESREQUEST']._serialized_end=691
-  _globals['_ACCESS']._serialized_start=694
-  _globals['_ACCESS']._serialized_end=858
-  _globals['_LISTACCESSESRESPONSE']._serialized_start=860
-  _globals['_LISTACCESSESRESPONSE']._serialized_end=947
-  _globals['_AUDITSERVICE']._serialized_start=950
-  _globals['_AUDITSERVICE']._serialized_end=1399
+  _globals['_AUDITSERVICE'].methods_by_name['GetCheckpoint']._loaded_options = None
+  _globals['_AUDITSERVICE'].methods_by_name['GetCheckpoint']._serialized_options = b'\202\323\344\223\002\026\022\024/v1/audit/checkpoint'
+  _globals['_AUDITSERVICE'].methods_by_name['GetEntries']._loaded_options = None
+  _globals['_AUDITSERVICE'].methods_by_name['GetEntries']._serialized_options = b'\202\323\344\223\002\023\022\021/v1/audit/entries'
+  _globals['_AUDITSERVICE'].methods_by_name['GetInclusionProof']._loaded_options = None
+  _globals['_AUDITSERVICE'].methods_by_name['GetInclusionProof']._serialized_options = b'\202\323\344\223\002\033\022\031/v1/audit/inclusion-proof'
+  _globals['_AUDITSERVICE'].methods_by_name['GetConsistencyProof']._loaded_options = None
+  _globals['_AUDITSERVICE'].methods_by_name['GetConsistencyProof']._serialized_options = b'\202\323\344\223\002\035\022\033/v1/audit/consistency-proof'
+  _globals['_AUDITSERVICE'].methods_by_name['ListAccesses']._loaded_options = None
+  _globals['_AUDITSERVICE'].methods_by_name['ListAccesses']._serialized_options = b'\202\323\344\223\002\034\"\027/v1/audit/accesses:list:\001*'
+  _globals['_GETCHECKPOINTREQUEST']._serialized_start=105
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=127
+  _globals['_CHECKPOINT']._serialized_start=129
+  _globals['_CHECKPOINT']._serialized_end=216
+  _globals['_GETENTRIESREQUEST']._serialized_start=218
+  _globals['_GETENTRIESREQUEST']._serialized_end=265
+  _globals['_GETENTRIESRESPONSE']._serialized_start=267
+  _globals['_GETENTRIESRESPONSE']._serialized_end=319
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=321
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=381
+  _globals['_INCLUSIONPROOF']._serialized_start=383
+  _globals['_INCLUSIONPROOF']._serialized_end=489
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=491
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=550
+  _globals['_CONSISTENCYPROOF']._serialized_start=552
+  _globals['_CONSISTENCYPROOF']._serialized_end=617
+  _globals['_LISTACCESSESREQUEST']._serialized_start=619
+  _globals['_LISTACCESSESREQUEST']._serialized_end=721
+  _globals['_ACCESS']._serialized_start=724
+  _globals['_ACCESS']._serialized_end=888
+  _globals['_LISTACCESSESRESPONSE']._serialized_start=890
+  _globals['_LISTACCESSESRESPONSE']._serialized_end=977
+  _globals['_AUDITSERVICE']._serialized_start=980
+  _globals['_AUDITSERVICE']._serialized_end=1595
 # @@protoc_insertion_point(module_scope)

@@ -37,7 +37,12 @@ def stack_config(
     raw = merge_tables(
         raw,
         {
-            "server": {"listen": "127.0.0.1:0", "ops_listen": "127.0.0.1:0", "grace_seconds": 1},
+            "server": {
+                "listen": "127.0.0.1:0",
+                "ops_listen": "127.0.0.1:0",
+                "http_listen": "127.0.0.1:0",
+                "grace_seconds": 1,
+            },
             "audit": {"dir": str(state / "audit"), "checkpoint_every_ms": 200},
             "policy": {"file": str(ROOT / "deploy" / "config" / "policy.toml")},
             "catalogue": {"dir": str(ROOT / "deploy" / "catalogue")},
