@@ -15,12 +15,15 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import aiohttp
+import asyncpg
 import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from adapters.frontdb import parse_dsn
 from gateway.config import parse_config
 from gateway.devtools.cluster import (
     nginx_binary,
@@ -28,6 +31,7 @@ from gateway.devtools.cluster import (
     render_nginx,
     stream_module_directive,
 )
+from gateway.devtools.pki import DevPki
 from proofless.v1 import verification_pb2 as pb
 from tests.support.stack import ROOT
 
@@ -260,3 +264,121 @@ def test_nginx_accepts_the_rendered_load_balancer_config(tmp_path: Path) -> None
     assert not any("grpc_pass" in ln or "http {" in ln for ln in directives)  # TCP passthrough
     result = run(*nginx_command(nginx, conf, test=True))
     assert result.returncode == 0, result.stderr
+
+
+# ---- what the gateway can read, who can see Grafana, TLS to the front-end database ------------
+
+CERTS_DIR = Path("/etc/proofless/certs")
+#: dev PKI files the gateway never needs: with them a compromised gateway could mint client
+#: certificates for any caller, or consent tokens for any applicant
+NOT_FOR_THE_GATEWAY = frozenset({"ca.key", "clients", "consent-issuer.key", "index.json"})
+
+
+def load_yaml(path: Path) -> Any:
+    python = _yaml_python()
+    if python is None:
+        pytest.skip("no PyYAML in this or the system Python")
+    script = "import json, sys, yaml\nprint(json.dumps(yaml.safe_load(open(sys.argv[1]))))"
+    result = run(*python, "-c", script, str(path))
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def files_the_gateway_reads(config_path: Path) -> set[str]:
+    """Names under /etc/proofless/certs that a container config makes the gateway read."""
+    raw = tomllib.loads(config_path.read_text())
+    config = parse_config(raw, str(config_path))
+    paths = [
+        config.tls.ca,
+        config.tls.cert,
+        config.tls.key,
+        config.tls.crl,
+        config.proof_signing_key,
+        *config.proof_retired_keys,
+        config.audit.note_key,
+        config.audit.pepper_file,
+        config.consent.issuers_jwks,
+        *(
+            Path(d["auth"]["secret_file"])
+            for d in raw.get("departments", {}).values()
+            if "secret_file" in d.get("auth", {})
+        ),
+    ]
+    return {p.relative_to(CERTS_DIR).as_posix() for p in paths if p and p.is_relative_to(CERTS_DIR)}
+
+
+def test_compose_mounts_only_the_keys_the_gateway_reads() -> None:
+    services = load_yaml(DEPLOY / "docker-compose.yml")["services"]
+    mounts = dict(reversed(v.split(":")[:2]) for v in services["gateway"]["volumes"])
+    volume = mounts[str(CERTS_DIR)]
+    # the volume is written by the one-shot certs service and read by the gateway, nobody else
+    users = {
+        name
+        for name, s in services.items()
+        for v in s.get("volumes", [])
+        if v.split(":")[0] == volume
+    }
+    assert users == {"certs", "gateway"}
+    certs_mounts = dict(reversed(v.split(":")[:2]) for v in services["certs"]["volumes"])
+    target = {path for path, name in certs_mounts.items() if name == volume}.pop()
+    script = "\n".join(services["certs"]["entrypoint"])
+    copied: set[str] = set()
+    for line in script.splitlines():
+        words = line.replace(";", " ").split()
+        if "cp" not in words:
+            continue
+        args = words[words.index("cp") + 1 :]
+        ends = [i for i, w in enumerate(args) if w.rstrip("/") == target]
+        if ends:
+            copied |= {w for w in args[: ends[0]] if not w.startswith("-")}
+    assert copied == files_the_gateway_reads(DEPLOY / "docker" / "gateway.toml")
+    assert not copied & NOT_FOR_THE_GATEWAY
+    assert f"{volume}:{CERTS_DIR}:ro" in services["gateway"]["volumes"]
+
+
+def test_grafana_has_no_anonymous_access_and_no_default_password() -> None:
+    grafana = load_yaml(DEPLOY / "docker-compose.yml")["services"]["grafana"]
+    env = grafana["environment"]
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    # required from the environment (compose refuses to start without it), no default value
+    assert re.fullmatch(r"\$\{GRAFANA_ADMIN_PASSWORD:\?[^}]+\}", env["GF_SECURITY_ADMIN_PASSWORD"])
+    for path in [DEPLOY / "docker-compose.yml", *(DEPLOY / "grafana").rglob("*")]:
+        if path.is_file():
+            text = path.read_text()
+            assert "admin/admin" not in text, path
+            assert not re.search(r"ANONYMOUS_(ENABLED\W+true|ORG_ROLE)", text, re.I), path
+
+
+def test_kubernetes_reaches_the_front_end_database_over_verified_tls() -> None:
+    k8s = parse_config(tomllib.loads((DEPLOY / "k8s" / "gateway.toml").read_text()))
+    dsns = [
+        str(d["endpoint"])
+        for d in k8s.departments.values()
+        if str(d.get("endpoint", "")).startswith(("postgresql://", "postgres://"))
+    ]
+    assert dsns
+    secret = load_yaml(DEPLOY / "k8s" / "secret.example.yaml")["stringData"]
+    for dsn in dsns:
+        query = dict(parse_qsl(urlsplit(dsn).query))
+        assert query["sslmode"] == "verify-full", dsn
+        root = Path(query["sslrootcert"])
+        assert root.parent == CERTS_DIR
+        assert root.name in secret  # the Secret the pods mount carries that CA
+        # the adapter hands both to asyncpg unchanged
+        assert dict(parse_qsl(urlsplit(parse_dsn(dsn).target).query)) == query
+
+
+async def test_the_kubernetes_tls_settings_never_fall_back_to_a_clear_connection(
+    postgres_dsn: str, pki: DevPki
+) -> None:
+    """The local PostgreSQL speaks no TLS: with the Kubernetes DSN's settings (the CA swapped
+    for one that exists here) the gateway's adapter refuses it; without them it connects."""
+    k8s = tomllib.loads((DEPLOY / "k8s" / "gateway.toml").read_text())
+    query = dict(parse_qsl(urlsplit(k8s["departments"]["property"]["endpoint"]).query))
+    query["sslrootcert"] = str(pki.ca_pem)
+    verified = urlsplit(postgres_dsn)._replace(query=urlencode(query)).geturl()
+    with pytest.raises(ConnectionError):  # asyncpg: "rejected SSL upgrade"
+        await asyncpg.connect(parse_dsn(verified).target, timeout=5)
+    conn = await asyncpg.connect(parse_dsn(postgres_dsn).target, timeout=5)
+    await conn.close()
