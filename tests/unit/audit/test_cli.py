@@ -149,7 +149,17 @@ def test_witness_then_verify_requires_it(
     state = tmp_path / "witness.state"
     assert run("verify", log_dir, "--key", vkey, "--witness", wvkey) == 1
     capsys.readouterr()
-    base = ("witness", log_dir, "--log-key", vkey, "--witness-key", wpem, "--name", "witness.test")
+    base = (
+        "witness",
+        "cosign",
+        log_dir,
+        "--log-key",
+        vkey,
+        "--key",
+        wpem,
+        "--name",
+        "witness.test",
+    )
     assert run(*base, "--state", state) == 0
     cosigned = SignedCheckpoint.parse(capsys.readouterr().out)
     assert len(cosigned.note.signatures) == 2

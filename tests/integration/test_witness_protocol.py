@@ -1,0 +1,284 @@
+"""C2SP tlog-witness both ways, as processes and over HTTP.
+
+`proofless audit witness serve` is run as its own process and spoken to with plain HTTP
+requests built from the spec: the transparency-dev/witness test log ("monkeys") and keys
+(tests/vectors/tlog-cosignature) exercise every answer (200, 400, 403, 404, 409, 422), and
+the cosignatures it returns are checked byte by byte from tlog-cosignature (key id type
+0x04, big-endian timestamp, the `cosignature/v1` message) without the gateway's code. Then a
+gateway configured with the witness pushes its checkpoints, keeps the cosigned ones, and
+`proofless audit verify --witness` accepts them; a forked log is refused with 409/422.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+ROOT = Path(__file__).resolve().parents[2]
+VECTORS: dict[str, Any] = json.loads(
+    (ROOT / "tests" / "vectors" / "tlog-cosignature" / "vectors.json").read_text()
+)["witness"]
+START_TIMEOUT_S = 30.0
+
+
+# ---- the witness as a process ----------------------------------------------------------------
+
+
+@dataclass
+class WitnessProcess:
+    proc: subprocess.Popen[bytes]
+    url: str
+    vkey: str
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=START_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def proofless(*args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "gateway.cli", *map(str, args)]
+
+
+def start_witness(
+    key: Path, state: Path, *log_keys: str, name: str | None = None
+) -> WitnessProcess:
+    args: list[str | Path] = ["audit", "witness", "serve", "--key", key, "--state", state]
+    args += ["--listen", "127.0.0.1:0", "--log-level", "WARNING"]
+    if name:
+        args += ["--name", name]
+    for vkey in log_keys:
+        args += ["--log-key", vkey]
+    proc = subprocess.Popen(
+        proofless(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT
+    )
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT_S)
+    line = proc.stdout.readline().decode() if ready else ""
+    if not line.startswith("witness "):
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"the witness did not start: {line!r} {err.decode()[-2000:]}")
+    _, vkey, _, url, *_ = line.split()
+    return WitnessProcess(proc, url.rstrip("/"), vkey)
+
+
+@pytest.fixture
+def skey_file(tmp_path: Path) -> Path:
+    path = tmp_path / "witness.skey"
+    path.write_text(VECTORS["witness_skey"] + "\n")
+    return path
+
+
+@pytest.fixture
+def witness(tmp_path: Path, skey_file: Path) -> Iterator[WitnessProcess]:
+    w = start_witness(skey_file, tmp_path / "state", VECTORS["log_vkey"])
+    try:
+        yield w
+    finally:
+        w.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+# ---- the spec, independently ---------------------------------------------------------------------
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def body(old: int, proof: list[bytes], checkpoint: str) -> bytes:
+    """tlog-witness: `old <size>`, the proof lines, an empty line, the checkpoint."""
+    return (f"old {old}\n" + "".join(b64(h) + "\n" for h in proof) + "\n" + checkpoint).encode()
+
+
+def vkey_key(vkey: str) -> bytes:
+    return base64.b64decode(vkey.split("+", 2)[2])[1:]
+
+
+def check_cosignature(line: str, checkpoint: str, name: str, public: bytes) -> int:
+    """tlog-cosignature/v1, from the spec: `— <name> base64(key id || u64 time || sig)`,
+    key id SHA-256(name || 0x0A || 0x04 || key)[:4], the signature over
+    `cosignature/v1\\ntime <t>\\n` and the checkpoint's note text. Returns the time."""
+    assert line.startswith("\u2014 ")
+    assert line.endswith("\n")
+    signer, sig64 = line[2:-1].split(" ")
+    assert signer == name
+    raw = base64.b64decode(sig64)
+    assert len(raw) == 4 + 8 + 64
+    assert raw[:4] == hashlib.sha256(name.encode() + b"\n\x04" + public).digest()[:4]
+    t = int.from_bytes(raw[4:12], "big")
+    text = checkpoint[: checkpoint.index("\n\n") + 1]
+    message = f"cosignature/v1\ntime {t}\n{text}".encode()
+    Ed25519PublicKey.from_public_bytes(public).verify(raw[12:], message)
+    return t
+
+
+def sign_note(text: str, name: str, key: Ed25519PrivateKey) -> str:
+    """signed-note: `— <name> base64(SHA-256(name || 0x0A || 0x01 || key)[:4] || sig)`."""
+    public = key.public_key().public_bytes_raw()
+    kid = hashlib.sha256(name.encode() + b"\n\x01" + public).digest()[:4]
+    return f"{text}\n\u2014 {name} {b64(kid + key.sign(text.encode()))}\n"
+
+
+def monkeys_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(
+        base64.b64decode(VECTORS["log_skey"].split("+", 4)[4])[1:]
+    )
+
+
+async def post(http: aiohttp.ClientSession, w: WitnessProcess, data: bytes) -> tuple[int, str, str]:
+    async with http.post(w.url + "/add-checkpoint", data=data) as r:
+        return r.status, await r.text(), r.headers.get("Content-Type", "")
+
+
+PROOF = [bytes.fromhex(h) for h in VECTORS["proof_5_to_8_hex"]]
+CP5, CP8 = VECTORS["checkpoint_5"], VECTORS["checkpoint_8"]
+
+
+# ---- the witness server, answer by answer ----------------------------------------------------
+
+
+async def test_the_witness_cosigns_and_answers_as_the_spec_says(
+    witness: WitnessProcess, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    name, public = "witness", vkey_key(VECTORS["witness_vkey"])
+    # its published vkey is the cosignature/v1 form of the test witness key
+    assert witness.vkey.startswith("witness+")
+    assert base64.b64decode(witness.vkey.split("+")[2]) == b"\x04" + public
+
+    status, text, _ = await post(http, witness, body(0, [], CP5))
+    assert status == 200
+    t5 = check_cosignature(text, CP5, name, public)
+
+    # the old size must be the one it holds: 409 with its size as text/x.tlog.size
+    status, text, ctype = await post(http, witness, body(0, [], CP8))
+    assert (status, text) == (409, "5\n")
+    assert ctype.startswith("text/x.tlog.size")
+    # a proof that does not verify: 422; a proof given from 0 is refused too
+    assert (await post(http, witness, body(5, PROOF[::-1], CP8)))[0] == 422
+    assert (await post(http, witness, body(5, PROOF[:-1], CP8)))[0] == 422
+    # an old size beyond the checkpoint: 400; not a body: 400
+    assert (await post(http, witness, body(9, [], CP8)))[0] == 400
+    assert (await post(http, witness, b"old 5\n" + CP8.encode()))[0] == 400
+    assert (await post(http, witness, b"old 05\n\n" + CP8.encode()))[0] == 400
+    assert (await post(http, witness, body(5, [b"\x00" * 31], CP8)))[0] == 400
+
+    status, text, _ = await post(http, witness, body(5, PROOF, CP8))
+    assert status == 200
+    assert check_cosignature(text, CP8, name, public) >= t5
+
+    # the same size with another root (signed by the log's own key): 422
+    forked = sign_note("monkeys\n8\n" + b64(b"\x01" * 32) + "\n", "monkeys", monkeys_key())
+    assert (await post(http, witness, body(8, [], forked)))[0] == 422
+    # the same checkpoint again is cosigned again (a fresh statement, never an older time)
+    status, text, _ = await post(http, witness, body(8, [], CP8))
+    assert status == 200
+    assert check_cosignature(text, CP8, name, public) >= t5
+
+
+async def test_unknown_logs_and_bad_signatures(
+    witness: WitnessProcess, http: aiohttp.ClientSession
+) -> None:
+    # an origin it does not follow: 404
+    bananas = CP5.replace("monkeys", "bananas")
+    assert (await post(http, witness, body(0, [], bananas)))[0] == 404
+    # the log's name and key id with a signature that fails: 403
+    sig_line = CP5.split("\n\n")[1]
+    raw = bytearray(base64.b64decode(sig_line.split(" ")[2]))
+    raw[-1] ^= 1
+    tampered = CP5.split("\n\n")[0] + "\n\n" + f"\u2014 monkeys {b64(bytes(raw))}\n"
+    assert (await post(http, witness, body(0, [], tampered)))[0] == 403
+    # signed by another key under the log's name: no trusted signature, 403
+    other = sign_note(CP5.split("\n\n")[0] + "\n", "monkeys", Ed25519PrivateKey.generate())
+    assert (await post(http, witness, body(0, [], other)))[0] == 403
+    # a checkpoint of size 0 must carry the empty tree's root
+    empty = sign_note("monkeys\n0\n" + b64(b"\x02" * 32) + "\n", "monkeys", monkeys_key())
+    assert (await post(http, witness, body(0, [], empty)))[0] == 422
+    # an unknown key's line beside the log's is ignored
+    both = CP5 + other.split("\n\n")[1].replace("monkeys", "someone.else")
+    assert (await post(http, witness, body(0, [], both)))[0] == 200
+
+
+async def test_state_survives_restarts_and_is_kept_safely(
+    tmp_path: Path, skey_file: Path, http: aiohttp.ClientSession
+) -> None:
+    state = tmp_path / "state"
+    w = start_witness(skey_file, state, VECTORS["log_vkey"])
+    try:
+        assert (await post(http, w, body(0, [], CP5)))[0] == 200
+        # a second witness on the same state is refused
+        with pytest.raises(BaseException, match="did not start"):
+            start_witness(skey_file, state, VECTORS["log_vkey"])
+    finally:
+        w.stop()
+    origin_hash = hashlib.sha256(b"monkeys").hexdigest()
+    assert (state / origin_hash).stat().st_mode & 0o777 == 0o600
+    assert state.stat().st_mode & 0o777 == 0o700
+    w = start_witness(skey_file, state, VECTORS["log_vkey"])
+    try:
+        assert (await post(http, w, body(0, [], CP8)))[:2] == (409, "5\n")
+        # the monitoring retrieval: the latest cosigned checkpoint, log and witness lines
+        async with http.get(f"{w.url}/{origin_hash}/checkpoint") as r:
+            assert r.status == 200
+            kept = await r.text()
+        assert kept.startswith(CP5.split("\n\n")[0] + "\n\n\u2014 monkeys ")
+        check_cosignature(
+            kept.split("\n")[-2] + "\n", CP5, "witness", vkey_key(VECTORS["witness_vkey"])
+        )
+        async with http.get(f"{w.url}/{'0' * 64}/checkpoint") as r:
+            assert r.status == 404
+        # a symbolic link planted as the state file is never followed
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.write_text("untouched")
+        (state / origin_hash).unlink()
+        os.symlink(elsewhere, state / origin_hash)
+        status, _, _ = await post(http, w, body(0, [], CP5))
+        assert status == 500
+        assert elsewhere.read_text() == "untouched"
+    finally:
+        w.stop()
+    shutil.rmtree(state)
+    os.symlink(tmp_path, state)  # nor a state directory that is a link
+    with pytest.raises(BaseException, match="did not start"):
+        start_witness(skey_file, state, VECTORS["log_vkey"])
+
+
+async def test_racing_requests_never_roll_the_witness_back(
+    witness: WitnessProcess, http: aiohttp.ClientSession
+) -> None:
+    """The spec's race: old 0 for size 5 and old 0 for size 8 at once: exactly one is
+    cosigned, and the other learns the size the winner left."""
+    answers = await asyncio.gather(
+        *(post(http, witness, body(0, [], cp)) for cp in (CP5, CP8, CP5, CP8))
+    )
+    statuses = sorted(a[0] for a in answers)
+    assert statuses == [200, 409, 409, 409]
+    winner = next(cp for cp, a in zip((CP5, CP8, CP5, CP8), answers, strict=True) if a[0] == 200)
+    size = winner.split("\n")[1]
+    assert all(a[1] == f"{size}\n" for a in answers if a[0] == 409)
