@@ -4,6 +4,7 @@ gateway in this one, with a banner that says where everything is and what to try
 from __future__ import annotations
 
 import asyncio
+import json
 import shlex
 import socket
 import subprocess
@@ -19,6 +20,7 @@ from gateway.ops.logging import configure_logging
 from gateway.server.app import serve
 
 SIMULATOR_START_TIMEOUT_S = 30.0
+JWKS = ".well-known/jwks.json"
 
 
 def example_id_number(config: Config) -> str:
@@ -28,6 +30,33 @@ def example_id_number(config: Config) -> str:
         seed=int(sims.get("seed", 20261121)), size=int(sims.get("population", 2000))
     )
     return population.scenarios["household_head"]
+
+
+def http_first_call(config: Config, port: int, id_number: str) -> list[str]:
+    """The first call over the HTTP/JSON door, as a `curl` command that works as printed from
+    the repository root, and the line that checks its proof (README.md shows the same)."""
+    host, _ = host_port(config.server.http_listen)
+    tls = config.tls
+    clients = tls.ca.parent / "clients"
+    body = json.dumps(
+        {
+            "context": {
+                "serviceItem": "housing-transfer",
+                "caseId": "QG-2026-000001",
+                "purpose": "buyer residence check",
+            },
+            "applicant": {"idNumber": id_number},
+            "readMask": "name,regionCode,status",
+        },
+        separators=(",", ":"),
+    )
+    return [
+        f"curl -sS --cert {clients}/quangang-window.pem --key {clients}/quangang-window.key "
+        f"--cacert {tls.ca} https://{host}:{port}/v1/records/household "
+        f"-H 'content-type: application/json' -d {shlex.quote(body)} -o answer.json",
+        '.venv/bin/python -c \'import json; print(json.load(open("answer.json"))'
+        '["attestation"]["proof"])\' > proof.jws',
+    ]
 
 
 def ready_banner(gw: Any, config: Config, config_path: Path) -> str:
@@ -45,6 +74,14 @@ def ready_banner(gw: Any, config: Config, config_path: Path) -> str:
             "",
             "Proofless is serving.",
             f"  gRPC (mutual TLS)  {gw.address}",
+            *(
+                [
+                    f"  HTTP/JSON (mTLS)   https://{host_port(config.server.http_listen)[0]}:"
+                    f"{gw.http_port}  (OpenAPI: /openapi.json)"
+                ]
+                if gw.http_port
+                else []
+            ),
             f"  dashboard          {ops}/dashboard",
             f"  metrics            {ops}/metrics",
             f"  JWKS               {ops}/.well-known/jwks.json",
@@ -53,6 +90,13 @@ def ready_banner(gw: Any, config: Config, config_path: Path) -> str:
             "Try, in another terminal:",
             f"  {call}",
             f"  .venv/bin/proofless proof verify proof.jws --jwks {ops}/.well-known/jwks.json",
+            *(
+                ["", "or over HTTP/JSON (the same call, the same proof):"]
+                + [f"  {line}" for line in http_first_call(config, gw.http_port, idn)]
+                + [f"  .venv/bin/proofless proof verify proof.jws --jwks {ops}/{JWKS}"]
+                if gw.http_port
+                else []
+            ),
             f"  .venv/bin/proofless audit verify {config.audit.dir} --key "
             f'"$(curl -s {ops}/audit/vkey)"',
             "",
