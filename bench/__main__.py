@@ -221,6 +221,7 @@ def workers_rounds(work: Path, sims: Server, args: argparse.Namespace) -> dict[s
         flat = {
             "SERVER__LISTEN": f"127.0.0.1:{port}",
             "SERVER__OPS_LISTEN": f"127.0.0.1:{_free_port()}",
+            "SERVER__HTTP_LISTEN": '""',
             "SERVER__MAX_IN_FLIGHT": "8192",
             "TLS__CA": raw["tls"]["ca"],
             "TLS__CERT": raw["tls"]["cert"],

@@ -65,6 +65,7 @@ def prepare(dir: Path) -> Workdir:
             "server": {
                 "listen": "127.0.0.1:0",
                 "ops_listen": "127.0.0.1:0",
+                "http_listen": "",
                 "grace_seconds": 1,
                 "max_in_flight": 8192,
                 "max_concurrent_streams": 1024,

@@ -158,6 +158,7 @@ def plan(
                         "server": {
                             "listen": join_host_port(host, port),
                             "ops_listen": join_host_port(host, ops),
+                            "http_listen": "",  # the door's port would be shared by replicas
                         },
                         "audit": {
                             "dir": str((state / f"replica-{i}" / "audit").resolve()),

@@ -211,6 +211,7 @@ def write_config(
             "server": {
                 "listen": f"127.0.0.1:{grpc_port}",
                 "ops_listen": f"127.0.0.1:{ops_port}",
+                "http_listen": "",  # the HTTP/JSON door stays closed: no shared port
                 "grace_seconds": 5,
             },
             "audit": {"dir": str(state / "audit"), "checkpoint_every_ms": 200},
