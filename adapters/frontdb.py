@@ -1,9 +1,9 @@
-"""The real-estate registry's front-end database (不动产前置库): where it is and how to read it.
+"""Departments' front-end databases (前置库): where they are and how to read them.
 
-One SQL text serves both engines: queries are written with `?` placeholders and `placeholders`
-rewrites them to `$1, $2 …` for PostgreSQL. Unquoted identifiers (BDC_QLR, V_BDC_CQ) fold to
-lower case in PostgreSQL, so the same text finds the same tables; rows come back as dicts keyed
-by upper-case column names either way.
+One SQL text serves every engine: queries are written with `?` placeholders and `placeholders`
+rewrites them to `$1, $2 …` for PostgreSQL and `%s` for MySQL / MariaDB. Unquoted identifiers
+(BDC_QLR, V_BDC_CQ) fold to lower case in PostgreSQL, so the same text finds the same tables;
+rows come back as dicts keyed by upper-case column names whatever the engine.
 
 - SQLite (`sqlite:///relative/path`, `sqlite:////absolute/path`): read-only connections, one
   per worker thread of a private pool of `pool_size` threads. A connection is reopened when the
@@ -11,6 +11,9 @@ by upper-case column names either way.
   unavailable database, as it should be.
 - PostgreSQL (`postgresql://…`): an asyncpg pool (min 1, max `pool_size`) whose sessions are
   read-only and have `search_path` set to the front-end schema (default `bdc_frontdb`).
+- MySQL / MariaDB (`mysql://user[:password]@host[:port]/database`, `mariadb://` alike): an
+  aiomysql pool (min 1, max `pool_size`) of read-only sessions (utf8mb4, autocommit) on the
+  DSN's database, or on the `schema` setting when given (in MySQL a schema is a database).
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
+import aiomysql  # type: ignore[import-untyped]
 import asyncpg
+import pymysql  # type: ignore[import-untyped]
 
 from gateway.domain.errors import ConfigError
 
-Backend = Literal["sqlite", "postgresql"]
+Backend = Literal["sqlite", "postgresql", "mysql"]
 DEFAULT_SCHEMA = "bdc_frontdb"
 Row = dict[str, Any]
 
@@ -38,21 +43,26 @@ Row = dict[str, Any]
 @dataclass(frozen=True)
 class FrontDbLocation:
     backend: Backend
-    target: str  # a file path for SQLite, a DSN (without our `schema` parameter) for PostgreSQL
-    schema: str = DEFAULT_SCHEMA
+    target: str  # a file path for SQLite, a DSN (without our `schema` parameter) otherwise
+    schema: str = DEFAULT_SCHEMA  # PostgreSQL: the schema; MySQL: the database
 
 
 def parse_dsn(dsn: str, schema: str | None = None) -> FrontDbLocation:
-    """`sqlite:///path` or `postgresql://…`; a PostgreSQL DSN may carry `?schema=name`, an
-    explicit `schema` argument wins."""
+    """`sqlite:///path`, `postgresql://…` or `mysql://…`; a PostgreSQL DSN may carry
+    `?schema=name`, an explicit `schema` argument wins (for MySQL: the database)."""
     if dsn.startswith("sqlite:///"):
         path = dsn[len("sqlite:///") :]
         if not path:
             raise ConfigError("property dsn: sqlite:/// needs a file path")
         return FrontDbLocation("sqlite", path)
     parts = urlsplit(dsn)
+    if parts.scheme in ("mysql", "mariadb"):
+        database = schema or parts.path.lstrip("/")
+        if not database or not database.replace("_", "").isalnum():
+            raise ConfigError("front-end database dsn: mysql:// names a database (a-z 0-9 _)")
+        return FrontDbLocation("mysql", dsn, database)
     if parts.scheme not in ("postgresql", "postgres"):
-        raise ConfigError("property dsn: expected sqlite:///… or postgresql://…")
+        raise ConfigError("property dsn: expected sqlite:///…, postgresql://… or mysql://…")
     query = parse_qsl(parts.query, keep_blank_values=True)
     in_dsn = next((v for k, v in query if k == "schema"), None)
     rest = urlencode([(k, v) for k, v in query if k != "schema"])
@@ -63,9 +73,12 @@ def parse_dsn(dsn: str, schema: str | None = None) -> FrontDbLocation:
 
 
 def placeholders(sql: str, backend: Backend) -> str:
-    """`?` → `$n` for PostgreSQL. Our SQL has no `?` inside string literals."""
+    """`?` → `$n` for PostgreSQL, `%s` for MySQL (whose driver formats with %, so a literal
+    `%` is doubled). Our SQL has no `?` inside string literals."""
     if backend == "sqlite":
         return sql
+    if backend == "mysql":
+        return sql.replace("%", "%%").replace("?", "%s")
     pieces = sql.split("?")
     out = [pieces[0]]
     for n, piece in enumerate(pieces[1:], start=1):
@@ -84,6 +97,10 @@ class FrontDbReader(Protocol):
 def open_reader(location: FrontDbLocation, *, pool_size: int, timeout_s: float) -> FrontDbReader:
     if location.backend == "sqlite":
         return SqliteReader(location.target, pool_size=pool_size, busy_timeout_s=timeout_s)
+    if location.backend == "mysql":
+        return MysqlReader(
+            location.target, database=location.schema, pool_size=pool_size, timeout_s=timeout_s
+        )
     return PostgresReader(location.target, schema=location.schema, pool_size=pool_size)
 
 
@@ -193,12 +210,71 @@ class PostgresReader:
                 pool.terminate()
 
 
+def mysql_connect_args(dsn: str, database: str) -> dict[str, Any]:
+    """aiomysql.connect / create_pool keyword arguments for a `mysql://` DSN."""
+    parts = urlsplit(dsn)
+    return {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 3306,
+        "user": unquote(parts.username or "root"),
+        "password": unquote(parts.password or ""),
+        "db": database,
+        "charset": "utf8mb4",
+        "autocommit": True,
+    }
+
+
+class MysqlReader:
+    """An aiomysql pool opened on first use; every session read-only. Errors are pymysql's
+    (aiomysql raises them) or `OSError`."""
+
+    backend: Backend = "mysql"
+
+    def __init__(self, dsn: str, *, database: str, pool_size: int, timeout_s: float) -> None:
+        self._args = mysql_connect_args(dsn, database)
+        self._pool_size = max(1, pool_size)
+        self._timeout_s = timeout_s
+        self._pool: Any = None
+        self._lock = asyncio.Lock()
+
+    async def _get_pool(self) -> Any:
+        if self._pool is None:
+            async with self._lock:
+                if self._pool is None:
+                    self._pool = await aiomysql.create_pool(
+                        minsize=1,
+                        maxsize=self._pool_size,
+                        connect_timeout=max(1, round(self._timeout_s)),
+                        init_command="SET SESSION TRANSACTION READ ONLY",
+                        **self._args,
+                    )
+        return self._pool
+
+    async def query(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        pool = await self._get_pool()
+        async with pool.acquire() as conn, conn.cursor(aiomysql.DictCursor) as cursor:
+            await cursor.execute(placeholders(sql, "mysql"), tuple(params))
+            rows = await cursor.fetchall()
+        return [{k.upper(): v for k, v in r.items()} for r in rows]
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+            try:
+                await asyncio.wait_for(pool.wait_closed(), timeout=5)
+            except TimeoutError:
+                pool.terminate()
+
+
 # Errors the readers raise that mean "the front-end database cannot answer".
 READER_ERRORS: tuple[type[BaseException], ...] = (
     sqlite3.Error,
     OSError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    pymysql.MySQLError,
+    TimeoutError,
 )
 
 __all__ = [
@@ -206,6 +282,8 @@ __all__ = [
     "READER_ERRORS",
     "FrontDbLocation",
     "FrontDbReader",
+    "MysqlReader",
+    "mysql_connect_args",
     "open_reader",
     "parse_dsn",
     "placeholders",

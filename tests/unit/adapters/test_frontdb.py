@@ -27,7 +27,12 @@ def test_postgres_schema_from_dsn_or_argument() -> None:
 
 @pytest.mark.parametrize(
     "dsn",
-    ["mysql://h/db", "sqlite:///", "postgresql://h/db?schema=x;drop", "postgresql://h/d?schema=1a"],
+    [
+        "oracle://h/db",
+        "sqlite:///",
+        "postgresql://h/db?schema=x;drop",
+        "postgresql://h/d?schema=1a",
+    ],
 )
 def test_bad_locations(dsn: str) -> None:
     with pytest.raises(ConfigError):
