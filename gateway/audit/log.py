@@ -15,9 +15,11 @@ import hashlib
 import json
 import logging
 import re
+import sys
 import threading
 import time
 from array import array
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,14 +33,22 @@ from gateway.audit.note import Checkpoint, NoteSigner, SignedCheckpoint
 from gateway.audit.storage import (
     CHECKPOINTS,
     LATEST,
-    BrokenTail,
     SegmentStore,
+    TornTail,
     checkpoint_name,
     checkpoint_paths,
+    prepare_directory,
     store_checkpoint,
+    supersede_checkpoint,
 )
 from gateway.audit.tiles import TileTree, stored_leaf_hashes
-from gateway.domain.errors import FieldViolation, IntegrityError, InvalidArgument, Unavailable
+from gateway.domain.errors import (
+    ConfigError,
+    FieldViolation,
+    IntegrityError,
+    InvalidArgument,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +65,10 @@ COMMIT_DELAY_S = 0.002
 BUSY_FRACTION = 0.7
 BUSY_WINDOW_S = 0.05
 MAX_BATCH = 256
+#: A crash leaves at most this many checkpoints' worth of entries unsigned (appends wait for a
+#: checkpoint rather than run further ahead); opening refuses a longer unsigned tail.
+UNSIGNED_CHECKPOINTS = 4
+MIN_UNSIGNED = 64
 
 
 @dataclass(frozen=True)
@@ -145,6 +159,10 @@ class AuditLog:
         self._failure: BaseException | None = None
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
+        #: appends wait while this many entries are not under a stored checkpoint (set by open)
+        self._append_limit = sys.maxsize
+        self._signed_size = 0  # the size of the latest stored checkpoint
+        self._signed = asyncio.Event()  # set (and replaced) each time a checkpoint is stored
 
     # -- opening and recovery --------------------------------------------------------------
 
@@ -158,13 +176,30 @@ class AuditLog:
         checkpoint_every_entries: int = 256,
         checkpoint_every_ms: int = 1000,
         segment_bytes: int = 64 * MIB,
+        witnessed: Sequence[Path] = (),
+        recovery_reason: str | None = None,
     ) -> AuditLog:
         """Open (or create) the log in `directory`, recovering from a crash first.
 
-        A torn or corrupt tail of the last segment is kept as `<segment>.broken` and cut off;
-        the tree must match the last checkpoint (a shorter log or a different root is an
-        IntegrityError: the log refuses to start); the recovery is then logged as an entry of
-        its own.
+        The log never signs what it cannot vouch for. It starts only when a checkpoint it
+        signed (the latest in `checkpoints/` or `checkpoint`, or a note in one of the
+        `witnessed` files: cosigned checkpoints kept where whoever can write the log directory
+        cannot) covers the entries:
+
+        - every such checkpoint must be a prefix of the entries: a shorter log is
+          AUDIT_ROLLED_BACK, a different root AUDIT_ROOT_MISMATCH;
+        - entries with no checkpoint at all, or more of them after the latest checkpoint than
+          a crash can leave (`unsigned_limit`: appends wait for a checkpoint before going
+          further), are AUDIT_UNCHECKPOINTED: checkpoints deleted and entries rewritten must
+          not be re-signed as if nothing happened;
+        - a torn or corrupt tail of the last segment (a crash in the middle of a write) is
+          kept as `<segment>.broken`, cut off, and logged as a recovery entry of its own.
+
+        A refusal is an IntegrityError naming the directory and what is missing; nothing is
+        changed on disk. `recovery_reason` (`proofless audit recover`) is the operator's way
+        out: the log is rehashed from its entries, checkpoints they contradict are moved to
+        `checkpoints/superseded/`, and a recovery entry recording what was found, the old and
+        new sizes and the reason is written before anything is signed.
 
         Opening does not rehash the whole log: the tiles persisted under the last checkpoint are
         trusted once the root they give equals that signed checkpoint's root; then only the
@@ -179,7 +214,7 @@ class AuditLog:
         signer = note_key if isinstance(note_key, NoteSigner) else NoteSigner(origin, note_key)
         if signer.name != origin:
             raise ValueError("the note key must be named after the log's origin")
-        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(prepare_directory, directory)
         self = cls(
             directory,
             signer,
@@ -187,44 +222,65 @@ class AuditLog:
             checkpoint_every_ms=checkpoint_every_ms,
             segment_bytes=segment_bytes,
         )
-        broken = await asyncio.to_thread(self._recover)
+        recovery = await asyncio.to_thread(self._recover, tuple(witnessed), recovery_reason)
         self._next_index = self.tree_size
         self._tasks = [
             asyncio.create_task(self._writer(), name="audit-writer"),
-            asyncio.create_task(self._checkpointer(), name="audit-checkpointer"),
             asyncio.create_task(self._index_subjects(self.tree_size), name="audit-indexer"),
         ]
-        if broken is not None:
-            log.warning("audit log recovered: %d bytes set aside", broken.truncated_bytes)
-            await self.append(
-                {
-                    "kind": KIND_RECOVERY,
-                    "time": utc_timestamp(),
-                    "truncated_bytes": broken.truncated_bytes,
-                    "broken_file": broken.broken_file.name,
-                }
-            )
+        if recovery is not None:  # logged before anything is signed over it
+            await self.append(recovery)
+        self._tasks.insert(1, asyncio.create_task(self._checkpointer(), name="audit-checkpointer"))
         if self._latest is None or self._latest.size != self.tree_size:
             await self._checkpoint()
+        self._signed_size = self.latest_checkpoint().size
+        self._append_limit = self.unsigned_limit
         return self
 
-    def _recover(self) -> BrokenTail | None:
-        candidates = [p for _, p in checkpoint_paths(self.directory)[-1:]]
-        if (self.directory / LATEST).exists():
-            candidates.append(self.directory / LATEST)
-        opened = [SignedCheckpoint.open(p.read_bytes(), self._signer.verifier) for p in candidates]
-        latest = max(opened, key=lambda cp: cp.size) if opened else None
-        trusted = 0
-        if latest is not None and latest.size:
+    def _witnessed_notes(self, paths: tuple[Path, ...]) -> list[SignedCheckpoint]:
+        """The checkpoints in the `witnessed` files, each required to carry this log's
+        signature (a witness's cosignature is not needed: the log's own signature is what
+        commits it to that size and root). A file not there yet is skipped with a warning."""
+        notes = []
+        for path in paths:
             try:
-                tiles = TileTree.at_size(self.directory, latest.size)
+                data = path.read_bytes()
+            except FileNotFoundError:
+                log.warning("witnessed checkpoint file %s is absent; not checked", path)
+                continue
+            except OSError as exc:
+                raise ConfigError(f"{path}: cannot read the witnessed checkpoint") from exc
+            try:
+                notes.append(SignedCheckpoint.open(data, self._signer.verifier))
+            except IntegrityError as exc:
+                raise ConfigError(
+                    f"{path}: not a checkpoint signed by this log's key ({exc.reason})"
+                ) from exc
+        return notes
+
+    def _recover(
+        self, witnessed: tuple[Path, ...], recovery_reason: str | None
+    ) -> dict[str, Any] | None:
+        """Load the segments and check them against every signed checkpoint at hand (see
+        `open`); returns the recovery entry to append first, if any."""
+        directory, recovering = self.directory, recovery_reason is not None
+        candidates = [p for _, p in checkpoint_paths(directory)[-1:]]
+        if (directory / LATEST).exists():
+            candidates.append(directory / LATEST)
+        stored = [SignedCheckpoint.open(p.read_bytes(), self._signer.verifier) for p in candidates]
+        notes = self._witnessed_notes(witnessed)
+        latest = max([*stored, *notes], key=lambda cp: cp.size, default=None)
+        trusted = 0
+        if latest is not None and latest.size and not recovering:
+            try:
+                tiles = TileTree.at_size(directory, latest.size)
                 if tiles.root() == latest.root:
                     self._tiles, trusted = tiles, latest.size
                 else:
                     log.warning("audit tiles disagree with the checkpoint; rehashing the log")
             except IntegrityError as exc:
                 log.warning("audit tiles unusable (%s); rehashing the log", exc)
-        tiles, directory = self._tiles, self.directory
+        tiles = self._tiles
 
         def check(index: int, line: bytes) -> bool:
             if index < trusted:
@@ -243,35 +299,123 @@ class AuditLog:
                 for i, (mine, theirs) in enumerate(zip(hashes, stored, strict=False)):
                     if mine != theirs:
                         raise IntegrityError(
-                            f"audit entry {first + i} does not match its checkpointed hash",
+                            f"audit log {directory}: entry {first + i} does not match its "
+                            "checkpointed hash; refusing to start",
                             reason="AUDIT_ROOT_MISMATCH",
                         )
             tiles.add(hashes[covered:])
 
-        broken = self._segments.load(check, consume, trusted=trusted)
+        torn = self._segments.load(check, consume, trusted=trusted)
         size = self._segments.size
-        if latest is not None:
-            if latest.size > size:
-                raise IntegrityError(
-                    f"audit log has {size} entries but its checkpoint covers {latest.size}",
-                    reason="AUDIT_ROLLED_BACK",
-                )
-            if not trusted:
-                root = (
-                    merkle.subtree_hash(0, latest.size, tiles.read_node)
-                    if latest.size
-                    else merkle.EMPTY_ROOT
-                )
-                if root != latest.root:
-                    raise IntegrityError(
-                        f"audit log does not match its checkpoint at size {latest.size}",
-                        reason="AUDIT_ROOT_MISMATCH",
+
+        def root_at(n: int) -> bytes:
+            return merkle.subtree_hash(0, n, tiles.read_node) if n else merkle.EMPTY_ROOT
+
+        found: tuple[str, str] | None = None
+        signed = [(cp, "checkpoint") for cp in stored]
+        signed += [(cp, "witnessed checkpoint") for cp in notes]
+        for cp, what in signed:
+            if cp.size > size:
+                found = ("AUDIT_ROLLED_BACK", f"it has {size} entries, its {what} covers {cp.size}")
+                break
+        else:
+            assert tiles.size == size, (tiles.size, size)
+            for cp, what in signed:
+                if root_at(cp.size) != cp.root:
+                    found = (
+                        "AUDIT_ROOT_MISMATCH",
+                        f"its entries differ from its {what} of {cp.size}",
                     )
+                    break
+        if found is None and size:
+            if latest is None:
+                found = ("AUDIT_UNCHECKPOINTED",
+                         f"no signed checkpoint covers its {size} entries "
+                         f"({LATEST} and {CHECKPOINTS}/ are missing)")  # fmt: skip
+            elif size - latest.size > (limit := self.unsigned_limit):
+                found = ("AUDIT_UNCHECKPOINTED",
+                         f"its latest signed checkpoint covers {latest.size} of its {size} "
+                         f"entries; a crash leaves at most {limit} unsigned")  # fmt: skip
+        if not recovering:
+            if found is not None:
+                reason, detail = found
+                raise IntegrityError(
+                    f"audit log {directory} refuses to start: {detail}. Nothing was signed; "
+                    f"find out why, then `proofless audit recover {directory} --reason TEXT` "
+                    "signs it with a recovery entry",
+                    reason=reason,
+                )
             self._latest = latest
-        assert tiles.size == size, (tiles.size, size)
+            entry = None
+            if torn is not None:
+                broken = self._segments.set_aside(torn)
+                log.warning("audit log recovered: %d bytes set aside", broken.truncated_bytes)
+                entry = {
+                    "kind": KIND_RECOVERY,
+                    "event": "torn_tail",
+                    "time": utc_timestamp(),
+                    "truncated_bytes": broken.truncated_bytes,
+                    "broken_file": broken.broken_file.name,
+                }
+        else:
+            entry = self._recovery_entry(
+                found, latest, size, root_at=root_at, torn=torn, reason=recovery_reason
+            )
         # Only now rewrite tiles: a log that fails the checks above keeps its evidence.
         tiles.flush()
-        return broken
+        return entry
+
+    def _recovery_entry(
+        self,
+        found: tuple[str, str] | None,
+        latest: SignedCheckpoint | None,
+        size: int,
+        *,
+        root_at: Callable[[int], bytes],
+        torn: TornTail | None,
+        reason: str | None,
+    ) -> dict[str, Any]:
+        """`proofless audit recover`: set contradicted checkpoints aside and describe it all."""
+        if found is None:
+            raise ConfigError(f"audit log {self.directory} needs no recovery: it opens as it is")
+        superseded: list[str] = []
+        if found[0] == "AUDIT_UNCHECKPOINTED":
+            self._latest = latest  # still a prefix: the next checkpoint must extend it
+        else:
+            paths = [p for _, p in checkpoint_paths(self.directory)]
+            if (self.directory / LATEST).exists():
+                paths.append(self.directory / LATEST)
+            for path in paths:
+                try:
+                    cp = SignedCheckpoint.parse(path.read_bytes())
+                    keep = cp.size <= size and root_at(cp.size) == cp.root
+                except IntegrityError:
+                    keep = False
+                if not keep:
+                    superseded.append(supersede_checkpoint(self.directory, path).name)
+        entry: dict[str, Any] = {
+            "kind": KIND_RECOVERY,
+            "event": "operator_recovery",
+            "time": utc_timestamp(),
+            "found": found[0],
+            "detail": found[1],
+            "reason": reason,
+            "old_size": None if latest is None else latest.size,
+            "new_size": size,
+            "superseded": superseded,
+        }
+        if torn is not None:
+            broken = self._segments.set_aside(torn)
+            entry["truncated_bytes"] = broken.truncated_bytes
+            entry["broken_file"] = broken.broken_file.name
+        log.warning("audit log %s recovered by its operator (%s)", self.directory, found[0])
+        return entry
+
+    @property
+    def unsigned_limit(self) -> int:
+        """The most entries a crash can leave after the latest checkpoint: appends wait for a
+        checkpoint rather than run further ahead, and opening refuses more."""
+        return max(UNSIGNED_CHECKPOINTS * self._every_entries, MIN_UNSIGNED)
 
     async def _index_subjects(self, end: int) -> None:
         """Fill the subject index for entries [0, end) from the segments, off the event loop.
@@ -327,6 +471,8 @@ class AuditLog:
         if self._failure is not None or self._closing:
             raise Unavailable("the audit log cannot be written", reason=AUDIT_UNAVAILABLE)
         check_entry(entry)
+        if self._next_index - self._signed_size >= self._append_limit:
+            await self._room_to_sign()
         # Indexes are given in call order; serializing here, on the caller's turn, lets the
         # writer thread's write and fsync (which release the GIL) overlap with the next batch.
         index = self._next_index
@@ -353,6 +499,16 @@ class AuditLog:
                 asyncio.get_running_loop().call_soon(self._kick)
         first, hashes = await batch
         return AppendReceipt(index, hashes[index - first])
+
+    async def _room_to_sign(self) -> None:
+        """Wait until a stored checkpoint leaves fewer than `unsigned_limit` entries unsigned,
+        so a crash never leaves more than opening accepts (it never waits while checkpoints
+        keep up: they are due every `checkpoint_every_entries`)."""
+        while self._next_index - self._signed_size >= self._append_limit:
+            self._checkpoint_due.set()
+            await self._signed.wait()
+            if self._failure is not None or self._closing:
+                raise Unavailable("the audit log cannot be written", reason=AUDIT_UNAVAILABLE)
 
     async def _writer(self) -> None:
         """Run the writer thread until `close` (or cancellation) stops it. Every batch it
@@ -454,6 +610,7 @@ class AuditLog:
     def _fail(self, exc: OSError, batch: _Batch) -> None:
         log.error("audit log write failed, failing closed: %s", exc)
         self._failure = exc
+        self._signed.set()  # appends waiting for a checkpoint fail too
         with self._pending:
             batches = (batch, self._batch)
             self._batch = None
@@ -500,6 +657,9 @@ class AuditLog:
             )
             self._tiles.mark_written(writes)
             self._latest = signed
+            self._signed_size = signed.size
+            self._signed.set()
+            self._signed = asyncio.Event()
 
     def _store_checkpoint(
         self, writes: list[tuple[str, bytes, bool]], cp: SignedCheckpoint
@@ -576,6 +736,7 @@ class AuditLog:
         if self._closing:
             return
         self._closing = True
+        self._signed.set()
         self._stop_writer()
         self._checkpoint_due.set()
         for task in self._tasks:

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 ENTRIES = "entries"
 CHECKPOINTS = "checkpoints"
 LATEST = "checkpoint"
+#: checkpoints a recovery found contradicted by the entries, moved here (kept as evidence)
+SUPERSEDED = "superseded"
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 #: the shortest audit pepper accepted: an HMAC key of fewer bytes is guessable
@@ -179,6 +181,16 @@ class Segment:
 
 
 @dataclass(frozen=True)
+class TornTail:
+    """A torn or corrupt tail `load` found at the end of the last segment, not yet cut: the
+    caller decides (after its own checks) whether to `set_aside` it."""
+
+    segment: Path
+    offset: int  # where the good lines end
+    index: int  # the index its first line would have had
+
+
+@dataclass(frozen=True)
 class BrokenTail:
     """What crash recovery set aside: where, how much, and the first index it would have had."""
 
@@ -209,7 +221,7 @@ class SegmentStore:
         consume: Callable[[int, list[bytes]], None],
         *,
         trusted: int = 0,
-    ) -> BrokenTail | None:
+    ) -> TornTail | None:
         """Read every segment; `check(index, line)` each line, `consume(first, lines)` per segment.
 
         A sealed segment (not the last) that ends at or below `trusted` entries is only counted:
@@ -217,11 +229,12 @@ class SegmentStore:
         large log does not re-read every line; its line offsets are built on the first read.
 
         A line failing `check` (bad JSON, wrong index) or a final line without newline in the
-        LAST segment is a torn tail: it and everything after it is copied to `<segment>.broken`,
-        fsynced, and the segment truncated. Anywhere else it is tampering: IntegrityError.
+        LAST segment is a torn tail: it is returned, left in place, and the store counts the
+        lines before it only; the caller must `set_aside` it before appending. Anywhere else
+        it is tampering: IntegrityError.
         """
         paths = segment_paths(self.directory)
-        broken: BrokenTail | None = None
+        torn_tail: TornTail | None = None
         expected = 0
         for n, (first, path) in enumerate(paths):
             if first != expected:
@@ -257,13 +270,16 @@ class SegmentStore:
                         f"audit entry {first + good} in sealed segment {path.name} is corrupt",
                         reason="AUDIT_CORRUPT",
                     )
-                broken = self._set_aside(path, data, end, first + good)
+                torn_tail = TornTail(path, end, first + good)
             consume(first, lines[:good])
             self.segments.append(segment)
             expected = first + good
-        return broken
+        return torn_tail
 
-    def _set_aside(self, path: Path, data: bytes, offset: int, index: int) -> BrokenTail:
+    def set_aside(self, torn: TornTail) -> BrokenTail:
+        """Copy the torn tail to `<segment>.broken` (fsynced), then truncate the segment."""
+        path, offset = torn.segment, torn.offset
+        data = path.read_bytes()
         broken = path.with_name(path.name + ".broken")
         k = 1
         while broken.exists():
@@ -273,7 +289,7 @@ class SegmentStore:
         with open(path, "r+b") as f:
             f.truncate(offset)
             os.fsync(f.fileno())
-        return BrokenTail(path, broken, len(data) - offset, index)
+        return BrokenTail(path, broken, len(data) - offset, torn.index)
 
     def _open_current(self, first: int) -> int:
         if self._fd is None:
@@ -378,3 +394,19 @@ def store_checkpoint(directory: Path, size: int, text: str) -> None:
     prepare_directory(directory / CHECKPOINTS)
     write_durably(directory / CHECKPOINTS / checkpoint_name(size), text.encode())
     write_durably(directory / LATEST, text.encode())
+
+
+def supersede_checkpoint(directory: Path, path: Path) -> Path:
+    """Move a checkpoint file the entries contradict into `checkpoints/superseded/` (renamed,
+    never deleted: it is the evidence of what was signed before a recovery)."""
+    target_dir = directory / CHECKPOINTS / SUPERSEDED
+    prepare_directory(target_dir)
+    target = target_dir / path.name
+    k = 1
+    while target.exists():
+        target = target_dir / f"{path.name}.{k}"
+        k += 1
+    os.replace(path, target)
+    fsync_dir(path.parent)
+    fsync_dir(target_dir)
+    return target

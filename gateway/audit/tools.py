@@ -1,8 +1,10 @@
 """The auditor's offline tools over a copied log directory: read, filter, count, merge, prove,
-witness. Plain functions on files; the CLI (`cli.py`) only parses arguments and prints."""
+witness; and the operator's `recover`. Plain functions on files; the CLI (`cli/audit.py`) only
+parses arguments and prints."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import csv
@@ -26,6 +28,7 @@ from gateway.audit.storage import (
 from gateway.audit.tiles import TileTree
 from gateway.domain.errors import ConfigError, IntegrityError, NotFound, PermissionDenied
 from gateway.domain.policy import Policy
+from gateway.domain.validation import has_control_chars, has_personal_number
 
 
 def iter_lines(directory: Path) -> Iterator[tuple[int, bytes]]:
@@ -254,6 +257,50 @@ def write_back(directory: Path, cosigned: SignedCheckpoint) -> None:
     write_durably(directory / CHECKPOINTS / checkpoint_name(cosigned.size), cosigned.text.encode())
     if latest.size == cosigned.size and latest.root == cosigned.root:
         write_durably(directory / LATEST, cosigned.text.encode())
+
+
+# ---------------------------------------------------------------------------------------------
+# recover: the operator's explicit, logged way past a refused start
+
+MAX_RECOVERY_REASON = 512
+
+
+def recover(directory: Path, signer: NoteSigner, reason: str) -> dict[str, Any]:
+    """Sign a log the gateway refuses to start on (no checkpoint covers its entries, or its
+    checkpoints contradict them), after appending a `recovery` entry that records what was
+    found, the old and new sizes and `reason`; returns that entry.
+
+    Checkpoints the entries contradict are moved to `checkpoints/superseded/`, not deleted.
+    A log that opens as it is needs no recovery (ConfigError). Run it with the gateway stopped:
+    the recovery is an entry like any other, so every auditor and witness sees it.
+    """
+    text = reason.strip()
+    if not text or len(text) > MAX_RECOVERY_REASON or has_control_chars(text):
+        raise ConfigError(
+            f"--reason must be 1 to {MAX_RECOVERY_REASON} characters on one line "
+            "(it goes into the log)"
+        )
+    if has_personal_number(text):
+        raise ConfigError(
+            "--reason must not hold a resident ID number or a mobile number (it goes into "
+            "the log in clear)"
+        )
+
+    # imported here: the log imports its subject index, which reads entries with this module
+    from gateway.audit.log import AuditLog  # noqa: PLC0415
+
+    async def run() -> dict[str, Any]:
+        log = await AuditLog.open(
+            directory, origin=signer.name, note_key=signer, recovery_reason=text
+        )
+        try:
+            size = log.tree_size
+            entry: dict[str, Any] = json.loads((await log.entries(size - 1, size))[0])
+        finally:
+            await log.close()
+        return entry
+
+    return asyncio.run(run())
 
 
 # ---------------------------------------------------------------------------------------------

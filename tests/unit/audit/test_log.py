@@ -126,6 +126,7 @@ async def test_torn_tail_recovery(
     recovery = json.loads((await log.entries(kept, kept + 1))[0])
     broken = tmp_path / "entries" / recovery["broken_file"]
     assert recovery["kind"] == "recovery"
+    assert recovery["event"] == "torn_tail"
     assert recovery["index"] == kept
     assert broken.exists()
     assert recovery["truncated_bytes"] == broken.stat().st_size > 0

@@ -89,6 +89,22 @@ def test_segments_rotate_and_read(tmp_path: Path) -> None:
     assert again.read(0, 12) == lines
 
 
+def test_load_leaves_a_torn_tail_in_place_until_set_aside(tmp_path: Path) -> None:
+    store = SegmentStore(tmp_path, segment_bytes=1 << 20)
+    store.append([b'{"index":0}', b'{"index":1}'])
+    store.close()
+    path = segment_paths(tmp_path)[0][1]
+    path.write_bytes(path.read_bytes() + b'{"ind')
+    again = SegmentStore(tmp_path, segment_bytes=1 << 20)
+    torn = again.load(lambda i, line: line.endswith(b"}"), lambda first, ls: None)
+    assert torn is not None
+    assert (torn.index, torn.offset) == (2, 24)
+    assert path.read_bytes().endswith(b'{"ind')  # a refused start changes nothing
+    broken = again.set_aside(torn)
+    assert broken.broken_file.read_bytes() == b'{"ind'
+    assert path.read_bytes() == b'{"index":0}\n{"index":1}\n'
+
+
 def test_files_are_private_and_links_are_refused(tmp_path: Path) -> None:
     prepare_directory(tmp_path / "log")
     store = SegmentStore(tmp_path / "log", segment_bytes=1 << 20)
