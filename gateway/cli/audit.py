@@ -11,15 +11,21 @@ import argparse
 import functools
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from gateway.audit import tools
+from gateway.audit.cosignature import CosignatureVerifier, Cosigner
 from gateway.audit.entry import subject_of
-from gateway.audit.note import NoteSigner, NoteVerifier
-from gateway.audit.storage import LATEST, read_pepper
+from gateway.audit.note import NoteSigner, NoteVerifier, SignedCheckpoint
+from gateway.audit.remote import RemoteLog, client_context, verify_remote
+from gateway.audit.storage import LATEST, prepare_directory, read_pepper, write_durably
 from gateway.audit.verify import verify_log
+from gateway.audit.witness import Witness, WitnessState, witness_log_directory
+from gateway.audit.witness import serve as serve_witness
+from gateway.audit.witnessing import witnessed_dir, witnessed_paths
 from gateway.domain.errors import ConfigError, ProoflessError
 from gateway.domain.policy_file import parse_policy
 from gateway.domain.vocabulary import OUTCOMES
@@ -59,16 +65,81 @@ def _progress(done: int, total: int) -> None:
 @_guard
 def cmd_verify(args: argparse.Namespace) -> int:
     key = NoteVerifier.from_vkey(args.key)
-    witnesses = [NoteVerifier.from_vkey(w) for w in args.witness]
+    witnesses = [CosignatureVerifier.from_vkey(w) for w in args.witness]
+    if isinstance(args.dir, str):  # a URL: the log read over HTTP (tlog-tiles)
+        return _verify_remote(args, key, witnesses)
     known = [_read(p, "checkpoint").decode() for p in args.checkpoint]
+    witnessed, problems = _witnessed(args.dir, key, witnesses)
     progress = _progress if sys.stderr.isatty() else None
-    report = verify_log(
-        args.dir, key, witnesses=witnesses, known_checkpoints=known, progress=progress
-    )
+    report = verify_log(args.dir, key, known_checkpoints=[*known, *witnessed], progress=progress)
+    report.problems += problems
     if progress:
         print(file=sys.stderr)
     for line in report.lines():
         print(line)
+    return 0 if report.ok else 1
+
+
+def _witnessed(
+    directory: Path, key: NoteVerifier, witnesses: list[CosignatureVerifier]
+) -> tuple[list[str], list[str]]:
+    """Each witness's largest cosigned checkpoint in the directory (`checkpoint` or
+    `witnessed/`), to be verified against the entries like any checkpoint, and a problem for
+    each witness without one."""
+    notes, problems = [], []
+    paths = [directory / LATEST, *witnessed_paths(directory)]
+    for witness in witnesses:
+        best: tuple[SignedCheckpoint, int] | None = None
+        for path in paths:
+            try:
+                cp = SignedCheckpoint.open(path.read_bytes(), key)
+                cosig = witness.require(cp.note)
+            except (OSError, ProoflessError):
+                continue
+            if best is None or cp.size > best[0].size:
+                best = (cp, cosig.timestamp)
+        if best is None:
+            problems.append(f"witness {witness.name}: INVALID (missing cosignature)")
+            continue
+        notes.append(best[0].text)
+        print(f"witness {witness.name}: cosigned the tree of {best[0].size} at time {best[1]}")
+    return notes, problems
+
+
+def _verify_remote(
+    args: argparse.Namespace, key: NoteVerifier, witnesses: list[CosignatureVerifier]
+) -> int:
+    context = (
+        client_context(args.ca, args.cert, args.cert_key) if args.dir.startswith("https:") else None
+    )
+    remote = RemoteLog(args.dir, context)
+
+    def fetch() -> bytes:
+        """The checkpoint; with --witness, the first one carrying every cosignature asked
+        for (a witness cosigns each new checkpoint moments after it is published)."""
+        until = time.monotonic() + args.witness_wait
+        while True:
+            data = remote.checkpoint()
+            try:
+                note = SignedCheckpoint.parse(data).note
+                if all(w.cosignatures(note) for w in witnesses):
+                    return data
+            except ProoflessError:
+                return data  # verify_remote reports it
+            if time.monotonic() >= until:
+                return data
+            time.sleep(0.5)
+
+    known = [(str(p), _read(p, "checkpoint")) for p in args.checkpoint]
+    report = verify_remote(
+        remote, key, witnesses=witnesses, known=known, entries=args.cert is not None,
+        fetch_checkpoint=fetch,
+    )  # fmt: skip
+    for line in report.lines:
+        print(line)
+    print(report.summary())
+    if report.ok and report.checkpoint is not None and args.out is not None:
+        args.out.write_text(report.checkpoint.text)  # next time's --checkpoint
     return 0 if report.ok else 1
 
 
@@ -165,18 +236,70 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 @_guard
-def cmd_witness(args: argparse.Namespace) -> int:
-    log_key = NoteVerifier.from_vkey(args.log_key)
-    signer = NoteSigner.from_pem(args.name, _read(args.witness_key, "witness key"))
-    source = args.checkpoint or args.log / LATEST
-    cosigned = tools.witness(
-        args.log, _read(source, "checkpoint").decode(), log_key, signer, args.state
-    )
+def cmd_witness_serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from gateway.config import host_port
+    from gateway.ops.logging import configure_logging
+
+    cosigner = Cosigner.from_key_file(args.key, args.name)
+    logs = [NoteVerifier.from_vkey(v) for v in args.log_key]
+    host, port = host_port(args.listen)
+    state = WitnessState(args.state)
+    configure_logging(args.log_level)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+
+        def ready(bound: int) -> None:
+            where = f"[{host}]" if ":" in host else host
+            print(f"witness {cosigner.vkey} serving http://{where}:{bound}/ for "
+                  f"{', '.join(witness.origins)}", flush=True)  # fmt: skip
+
+        await serve_witness(witness, host, port, ready=ready, stop=stop)
+
+    try:
+        witness = Witness(cosigner, logs, state)
+        asyncio.run(run())
+    finally:
+        state.close()
+    return 0
+
+
+@_guard
+def cmd_witness_cosign(args: argparse.Namespace) -> int:
+    import asyncio
+
+    cosigner = Cosigner.from_key_file(args.key, args.name)
+    state = WitnessState(args.state)
+    try:
+        witness = Witness(cosigner, [NoteVerifier.from_vkey(args.log_key)], state)
+        source = args.checkpoint or args.log / LATEST
+        answer, cosigned = asyncio.run(
+            witness_log_directory(witness, args.log, _read(source, "checkpoint"))
+        )
+    finally:
+        state.close()
+    if cosigned is None:
+        why = answer.body.decode("utf-8", "replace").strip()
+        print(f"proofless audit: witness refuses (HTTP {answer.status}): {why}", file=sys.stderr)
+        return 1
     if args.out is not None:
         args.out.write_text(cosigned.text)
-    elif args.checkpoint is None:
-        tools.write_back(args.log, cosigned)  # where verify --witness looks
+    elif args.checkpoint is None:  # where the gateway keeps them and verify --witness looks
+        prepare_directory(witnessed_dir(args.log))
+        path = witnessed_dir(args.log) / cosigner.verifier.key_id.hex()
+        write_durably(path, cosigned.text.encode())
     print(cosigned.text, end="")
+    return 0
+
+
+@_guard
+def cmd_witness_vkey(args: argparse.Namespace) -> int:
+    print(Cosigner.from_key_file(args.key, args.name).vkey)
     return 0
 
 
@@ -193,6 +316,41 @@ def cmd_recover(args: argparse.Namespace) -> int:
     for name in entry["superseded"]:
         print(f"set aside: checkpoints/superseded/{name}")
     return 0
+
+
+@_guard
+def cmd_reindex(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.audit.index import PostgresIndex, index_settings, reindex_log, shard_dirs
+    from gateway.config import load_config
+    from gateway.crypto.keys import load_ed25519_private_key
+
+    config = load_config(args.config)
+    settings = index_settings(config.raw.get("audit", {}), str(args.config))
+    dsn = args.dsn or settings.dsn
+    if not dsn:
+        raise ConfigError("give --dsn or set [audit] index_dsn (the shared subject index)")
+    dirs = args.dirs or shard_dirs(config.audit.dir)
+    if not dirs:
+        raise ConfigError(f"{config.audit.dir}: no audit log here (no checkpoint)")
+    note_key = load_ed25519_private_key(config.audit.note_key)
+
+    async def run() -> None:
+        index = await PostgresIndex.connect(dsn, args.schema or settings.schema)
+        try:
+            for directory in dirs:
+                origin, size, rows = await reindex_log(index, directory, note_key)
+                print(f"{origin}: {size} entries, {rows} index rows ({directory})")
+        finally:
+            await index.close()
+
+    asyncio.run(run())
+    return 0
+
+
+def _dir_or_url(value: str) -> Path | str:
+    return value if value.startswith(("http://", "https://")) else _dir(value)
 
 
 def _dir(value: str) -> Path:
@@ -222,16 +380,32 @@ def add_audit_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
         "checkpoint, gap — then the first bad index and a summary. Exit status 1 if anything "
         "is INVALID.",
     )
-    p.add_argument("dir", type=_dir, help="the log directory")
+    p.add_argument(
+        "dir", type=_dir_or_url, metavar="DIR|URL",
+        help="the log directory, or the URL of a log served as C2SP tlog-tiles (the ops "
+        "port's /checkpoint and hash tiles; the [audit] tiles_listen URL with --cert for the "
+        "entries too)",
+    )  # fmt: skip
     p.add_argument("--key", required=True, help="the log's note vkey (name+hexid+base64)")
     p.add_argument(
         "--witness", action="append", default=[], metavar="VKEY",
-        help="require this witness's cosignature on the latest checkpoint (repeatable)",
+        help="require a tlog-cosignature/v1 cosignature by this witness (its vkey, type 0x04 "
+        "or 0x01) on a checkpoint the entries or tiles match (repeatable)",
     )  # fmt: skip
     p.add_argument(
         "--checkpoint", action="append", default=[], type=Path, metavar="FILE",
         help="a checkpoint seen earlier (e.g. from GetCheckpoint or a witness): the log must "
         "extend it, which catches a roll-back to an older copy (repeatable)",
+    )  # fmt: skip
+    p.add_argument(
+        "--cert", type=Path, help="URL: client certificate (an auditor's) for the entries"
+    )
+    p.add_argument("--cert-key", type=Path, help="URL: the client certificate's private key")
+    p.add_argument("--ca", type=Path, help="URL: the CA of the server's certificate")
+    p.add_argument("--out", type=Path, help="URL: save the verified checkpoint (for --checkpoint)")
+    p.add_argument(
+        "--witness-wait", type=float, default=10.0, metavar="SECONDS",
+        help="URL: how long to wait for the witnesses' cosignatures on a new checkpoint",
     )  # fmt: skip
     p.set_defaults(func=cmd_verify)
 
@@ -320,22 +494,22 @@ def add_audit_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser(
-        "witness",
-        help="cosign a checkpoint after checking it extends the last one cosigned",
-        description="Read a checkpoint (the log's latest, or --checkpoint FILE), check the "
-        "log's signature and its consistency with the last checkpoint this witness cosigned "
-        "(kept in --state), then add the witness's Ed25519 note signature. Without --out or "
-        "--checkpoint the cosigned note is written back into the log directory, where "
-        "`audit verify --witness VKEY` requires it.",
+        "reindex",
+        help="rebuild the shared (PostgreSQL) subject index from the logs",
+        description="Replace each log's rows in the subject index ListAccesses reads "
+        '([audit] index = "postgresql") with the rows of its entries under its latest '
+        "checkpoint, checked with the note key of --config; a running gateway carries on "
+        "from there. Without DIR, the configured [audit] dir and its `serve --workers` "
+        "shards (worker-<i>). The logs are the source of truth: run `audit verify` first if "
+        "they are in doubt.",
     )
-    p.add_argument("log", type=_dir, help="the log directory (source of consistency proofs)")
-    p.add_argument("--log-key", required=True, help="the log's vkey")
-    p.add_argument("--witness-key", type=Path, required=True, help="PKCS#8 PEM Ed25519 key")
-    p.add_argument("--name", required=True, help="the witness's key name")
-    p.add_argument("--state", type=Path, required=True, help="file with the last cosigned note")
-    p.add_argument("--checkpoint", type=Path, help="cosign this checkpoint file instead")
-    p.add_argument("--out", type=Path, help="write the cosigned note here")
-    p.set_defaults(func=cmd_witness)
+    p.add_argument("dirs", type=_dir, nargs="*", metavar="DIR", help="log directories")
+    p.add_argument("--config", type=Path, required=True, help="the gateway's configuration")
+    p.add_argument("--dsn", help="the index's PostgreSQL DSN (default [audit] index_dsn)")
+    p.add_argument("--schema", help="its schema (default [audit] index_schema)")
+    p.set_defaults(func=cmd_reindex)
+
+    _add_witness_commands(sub)
 
     p = sub.add_parser(
         "recover",
@@ -356,3 +530,66 @@ def add_audit_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--note-key", type=Path, required=True, help="the log's PKCS#8 PEM key")
     p.add_argument("--origin", required=True, help="the log's origin (the key name)")
     p.set_defaults(func=cmd_recover)
+
+
+def _add_witness_commands(sub: argparse._SubParsersAction[Any]) -> None:
+    witness = sub.add_parser(
+        "witness",
+        help="a C2SP tlog-witness: serve add-checkpoint, or cosign a log directory offline",
+        description="A transparency-log witness (https://c2sp.org/tlog-witness): it checks "
+        "that each checkpoint of a log it knows extends the last one it cosigned (consistency "
+        "proof) and answers with a tlog-cosignature/v1 cosignature. Its key is a PKCS#8 PEM "
+        "Ed25519 key with --name, or a signed-note private key (PRIVATE+KEY+name+id+key).",
+    )
+    wsub = witness.add_subparsers(dest="witness_command", required=True, metavar="SUBCOMMAND")
+
+    def key_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--key", "--witness-key", dest="key", type=Path, required=True,
+            help="the witness's key: PKCS#8 PEM Ed25519 (with --name) or a note skey file",
+        )  # fmt: skip
+        p.add_argument("--name", help="the witness's key name (e.g. witness.example/w1)")
+
+    p = wsub.add_parser(
+        "serve",
+        help="serve POST /add-checkpoint (and GET /<origin hash>/checkpoint)",
+        description="Serve the tlog-witness protocol over HTTP until SIGTERM: 409 with the "
+        "witness's size (text/x.tlog.size) when the log's old size is not the one it holds, "
+        "422 on a bad consistency proof, 404 for an unknown origin, 403 without a valid "
+        "signature by the log's key. The latest cosigned checkpoint of each log is kept in "
+        "--state (one file per origin, replaced atomically and fsynced, never through a "
+        "symbolic link). Prints its vkey and address once listening.",
+    )
+    key_args(p)
+    p.add_argument(
+        "--log-key", action="append", required=True, metavar="VKEY",
+        help="the vkey of a log this witness follows, named after its origin (repeatable)",
+    )  # fmt: skip
+    p.add_argument("--state", type=Path, required=True, help="the witness's state directory")
+    p.add_argument("--listen", default="127.0.0.1:8680", help="host:port (default %(default)s)")
+    p.add_argument("--log-level", default="INFO", help="default %(default)s")
+    p.set_defaults(func=cmd_witness_serve)
+
+    p = wsub.add_parser(
+        "cosign",
+        help="cosign a log directory's checkpoint offline, as a witness would",
+        description="Submit a checkpoint (the log's latest, or --checkpoint FILE) to this "
+        "witness with a consistency proof from the size it last cosigned, built from the "
+        "log directory's tiles; the same checks as `serve`. Without --out or --checkpoint "
+        "the cosigned note is kept in the log directory (witnessed/<key id>), where "
+        "`audit verify --witness VKEY` finds it.",
+    )
+    p.add_argument("log", type=_dir, help="the log directory (source of consistency proofs)")
+    key_args(p)
+    p.add_argument("--log-key", required=True, help="the log's vkey")
+    p.add_argument("--state", type=Path, required=True, help="the witness's state directory")
+    p.add_argument("--checkpoint", type=Path, help="cosign this checkpoint file instead")
+    p.add_argument("--out", type=Path, help="write the cosigned note here")
+    p.set_defaults(func=cmd_witness_cosign)
+
+    p = wsub.add_parser(
+        "vkey",
+        help="print the witness's cosignature/v1 vkey (what logs and verifiers configure)",
+    )
+    key_args(p)
+    p.set_defaults(func=cmd_witness_vkey)
