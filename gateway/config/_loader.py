@@ -86,6 +86,15 @@ class TlsConfig:
 
 
 @dataclass(frozen=True)
+class WitnessConfig:
+    """[audit] witnesses = [{ url = "...", key = "..." }]: a C2SP tlog-witness the gateway
+    pushes its checkpoints to (its submission URL prefix and its cosignature vkey)."""
+
+    url: str
+    key: str
+
+
+@dataclass(frozen=True)
 class AuditConfig:
     dir: Path
     origin: str
@@ -94,6 +103,11 @@ class AuditConfig:
     checkpoint_every_entries: int = 256
     checkpoint_every_ms: int = 1000
     segment_bytes: int = 64 << 20
+    #: witnesses cosigning the checkpoints (gateway.audit.witnessing)
+    witnesses: tuple[WitnessConfig, ...] = ()
+    #: the tlog-tiles API over mutual TLS, entry bundles to auditors (gateway.ops.tlog); ""
+    #: keeps it closed (checkpoint and hash tiles stay public on the ops port)
+    tiles_listen: str = ""
 
 
 @dataclass(frozen=True)
@@ -185,6 +199,8 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
         checkpoint_every_entries=_get(audit_t, "checkpoint_every_entries", int, where, 256),
         checkpoint_every_ms=_get(audit_t, "checkpoint_every_ms", int, where, 1000),
         segment_bytes=_get(audit_t, "segment_bytes", int, where, 64 << 20),
+        witnesses=_witnesses(audit_t.get("witnesses", []), f"{where}.witnesses"),
+        tiles_listen=_get(audit_t, "tiles_listen", str, where, ""),
     )
     departments = data.get("departments", {})
     if not isinstance(departments, Mapping):
@@ -234,6 +250,21 @@ def _consent(table: Any, where: str) -> ConsentConfig:
         replay_prefix=_get(table, "replay_prefix", str, where, ConsentConfig.replay_prefix),
         replay_timeout_ms=timeout_ms,
     )
+
+
+def _witnesses(value: Any, where: str) -> tuple[WitnessConfig, ...]:
+    if not isinstance(value, list) or not all(isinstance(w, Mapping) for w in value):
+        raise ConfigError(f'{where}: expected a list of {{ url = "...", key = "..." }}')
+    out = []
+    for i, table in enumerate(value):
+        unknown = set(table) - {"url", "key"}
+        if unknown:
+            raise ConfigError(f"{where}[{i}]: unknown keys {sorted(unknown)}")
+        here = f"{where}[{i}]"
+        out.append(
+            WitnessConfig(url=_get(table, "url", str, here), key=_get(table, "key", str, here))
+        )
+    return tuple(out)
 
 
 def _retired_keys(proofs: Mapping[str, Any], signing_key: Path, where: str) -> tuple[Path, ...]:

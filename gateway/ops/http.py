@@ -106,12 +106,15 @@ class OpsServer:
         ready: Callable[[], bool],
         live: Callable[[], bool] = lambda: True,
         sample_interval: float = 1.0,
+        public_routes: Callable[[web.Application], None] | None = None,
     ) -> None:
         self.metrics = metrics
         self._jwks = jwks
         self._audit_vkey = audit_vkey
         self._ready = ready
         self._live = live
+        #: more public routes (the audit log's tlog-tiles API, gateway.ops.tlog)
+        self._public_routes = public_routes
         self.sampler = Sampler(metrics.registry, interval=sample_interval)
         self._files = _load_dashboard()
         self._runner: web.AppRunner | None = None
@@ -130,6 +133,8 @@ class OpsServer:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/.well-known/jwks.json", self._jwks_json)
         app.router.add_get("/audit/vkey", self._vkey)
+        if self._public_routes is not None:
+            self._public_routes(app)
         app.router.add_get("/dashboard", self._dashboard)
         app.router.add_get("/dashboard/", self._dashboard)
         app.router.add_get("/dashboard/data.json", self._data)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -43,12 +44,13 @@ from gateway.domain.access import Access
 from gateway.domain.errors import ConfigError, ProoflessError, Unauthenticated
 from gateway.ops.http import OpsServer
 from gateway.ops.metrics import Metrics
+from gateway.ops.tlog import AuditPublishing
 from gateway.server.admission import Admission
 from gateway.server.audit_service import AuditDeps, AuditServicer
 from gateway.server.call import Audited, current_call
 from gateway.server.departments import Departments
 from gateway.server.http_door import HttpDoor
-from gateway.server.identity import Caller
+from gateway.server.identity import Caller, caller_from_pem
 from gateway.server.in_force import InForce, load_in_force, watched_paths
 from gateway.server.interceptors import GatewayInterceptor
 from gateway.server.ratelimit import build_rate_limiter
@@ -122,6 +124,8 @@ class RunningGateway:
     interceptor: GatewayInterceptor
     #: the HTTP/JSON door's port; 0 when `http_listen` is empty (closed)
     http_port: int = 0
+    #: the audit log's tlog-tiles listener (mutual TLS); 0 when `[audit] tiles_listen` is empty
+    tiles_port: int = 0
 
     def reload_rules(self) -> None:
         """SIGHUP: reload the policy and the catalogue now."""
@@ -271,12 +275,20 @@ async def running_gateway(
     if bound == 0:
         raise ConfigError(f"{config.server.listen}: cannot listen there")
 
+    def auditor_of(der: bytes) -> str | None:
+        """Entry bundles of the tiles listener: a caller the policy in force makes an auditor."""
+        caller = caller_from_pem(ssl.DER_cert_to_PEM_cert(der).encode())
+        check_caller(caller)
+        return caller.id if rules.value.policy.has_role(caller.id, "auditor") else None
+
+    publishing = AuditPublishing(audit, config, metrics.registry, authorize=auditor_of)
     serving = False
     ops = OpsServer(
         metrics=metrics,
         jwks=signer.jwks,
         audit_vkey=lambda: audit.vkey,
         ready=lambda: serving,
+        public_routes=publishing.resources.add_routes,
     )
     # The HTTP/JSON door: the interceptor's Door (identity, CRL, metrics, rejected-call audit)
     # in front of the same servicers, on a listener of its own.
@@ -301,12 +313,20 @@ async def running_gateway(
             http_bound = await http.start(http_host, http_port)
         ops_host, ops_port = host_port(config.server.ops_listen)
         ops_bound = await ops.start(ops_host, ops_port)
+        tiles_bound = await publishing.start()
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         serving = True
         watcher = asyncio.create_task(
             _watch(
-                [rules, revoked, consent_keys, proof_keys, *([http.tls_files] if http else [])],
+                [
+                    rules,
+                    revoked,
+                    consent_keys,
+                    proof_keys,
+                    *([http.tls_files] if http else []),
+                    *publishing.tls_files,
+                ],
                 audit,
                 metrics,
                 departments,
@@ -330,6 +350,7 @@ async def running_gateway(
             servicer=servicer,
             interceptor=interceptor,
             http_port=http_bound,
+            tiles_port=tiles_bound,
         )
     finally:
         serving = False
@@ -345,6 +366,7 @@ async def running_gateway(
                 await audited.drained()
         except TimeoutError:
             log.error("calls still unaudited at shutdown; closing the audit log anyway")
+        await publishing.stop()
         await audit.close()
         await departments.close()
         await limiter.close()
