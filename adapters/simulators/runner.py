@@ -44,6 +44,14 @@ from adapters.simulators.medical_insurance import MedicalInsuranceSimulator
 from adapters.simulators.population import Registers
 from adapters.simulators.property_db import PropertyFrontDb
 from adapters.simulators.registers import registers
+from adapters.simulators.registers_db import (
+    DISABILITY_TABLE,
+    NURSE_TABLE,
+    RegisterFrontDb,
+    Table,
+    disability_rows,
+    nurse_rows,
+)
 from adapters.simulators.social_security import SocialSecuritySimulator
 from gateway.domain.errors import ConfigError
 
@@ -261,7 +269,35 @@ async def _business_licence(s: _Start) -> Added | None:
     return Added(s.code, url, sim, {"token_url": url + TOKEN_PATH})
 
 
+async def _frontdb(s: _Start, table: Table, rows: list[tuple[Any, ...]]) -> Added | None:
+    dsn = s.department.get("dsn")
+    if not dsn:
+        return None
+    schema = s.department.get("schema")
+    db = RegisterFrontDb(table, rows, str(dsn), schema=str(schema) if schema else None)
+    if not await db.answers():
+        log.warning(
+            "department %s is not simulated: its front-end database (%s) does not answer; "
+            "the gateway will report the department unavailable",
+            s.code,
+            _shown(str(dsn)),
+        )
+        return None
+    await db.fill()
+    return Added(s.code, db.dsn, db)
+
+
+async def _nurse(s: _Start) -> Added | None:
+    return await _frontdb(s, NURSE_TABLE, nurse_rows(s.registers))
+
+
+async def _disability(s: _Start) -> Added | None:
+    return await _frontdb(s, DISABILITY_TABLE, disability_rows(s.registers))
+
+
 ADDED: dict[str, Callable[[_Start], Awaitable[Added | None]]] = {
+    "nurse": _nurse,
+    "disability": _disability,
     "marriage": _marriage,
     "business_licence": _business_licence,
     "medical_insurance": _medical_insurance,

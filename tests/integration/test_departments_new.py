@@ -8,6 +8,9 @@ test's credentials and pointed at the simulators started here (gateway.devtools.
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,9 +34,11 @@ from gateway.catalogue.load import parse_catalogue
 from gateway.config import merge_tables
 from gateway.devtools.recipe import endpoints
 from gateway.domain.errors import DepartmentTimeout
+from tests.conftest import need_service
 from tests.support.rules import CATALOGUE_DIR, catalogue_with
 
 SEED, SIZE = 20261121, 400
+MARIADB = "mysql://root@127.0.0.1:3306/test"
 
 
 def secret(tmp: Path, name: str, value: str) -> str:
@@ -44,8 +49,11 @@ def secret(tmp: Path, name: str, value: str) -> str:
 
 
 def deployment(tmp: Path, **extra: dict[str, Any]) -> dict[str, Any]:
-    """This test's [departments]: its own credentials and front-end databases."""
+    """This test's [departments]: its own credentials and front-end databases (a MariaDB
+    database of its own, named after the temporary directory)."""
     base: dict[str, Any] = {
+        "nurse": {"endpoint": MARIADB, "settings": {"schema": own_database(tmp)}},
+        "disability": {"endpoint": f"sqlite:///{tmp}/disability.sqlite3"},
         "household": {"auth": {"secret_file": secret(tmp, "household.secret", "ab" * 32)}},
         "property": {"endpoint": f"sqlite:///{tmp}/property.sqlite3"},
         "marriage": {"auth": {"password_file": secret(tmp, "marriage.password", "s3cret-mz")}},
@@ -55,6 +63,10 @@ def deployment(tmp: Path, **extra: dict[str, Any]) -> dict[str, Any]:
         },
     }
     return merge_tables(base, extra)
+
+
+def own_database(tmp: Path) -> str:
+    return "pl_test_" + hashlib.sha256(str(tmp).encode()).hexdigest()[:12]
 
 
 @pytest.fixture
@@ -68,6 +80,8 @@ async def sims(tmp_path: Path) -> AsyncIterator[Simulators]:
     departments = simulator_departments(catalogue_with(deployment(tmp_path)))
     async with run_simulators(sim_cfg, departments) as running:
         yield running
+        if "nurse" in running.added:
+            await running.added["nurse"].server.drop()
 
 
 def pointed(sims: Simulators, tmp: Path, **extra: dict[str, Any]) -> Catalogue:
@@ -340,3 +354,172 @@ async def test_business_licence_wrong_client_secret_is_refused(
     with pytest.raises(DepartmentUnavailable, match="credentials") as raised:
         await fetch(catalogue, "business_licence", organisation(sims, "restaurant_company"))
     assert "guess" not in str(raised.value)
+
+
+# ---- health commission: nurse registrations in a MariaDB front-end database -------------
+
+
+@pytest.fixture
+def mariadb() -> None:
+    need_service("MariaDB", "127.0.0.1", 3306)
+
+
+@pytest.mark.usefixtures("mariadb")
+async def test_nurse_found_and_her_employer_is_her_social_security_employer(
+    sims: Simulators, tmp_path: Path
+) -> None:
+    assert sims.registers is not None
+    query = person(sims, "nurse_renewal_due", "nurse")
+    fetched = await fetch(pointed(sims, tmp_path), "nurse", query)
+    record = fetched.record
+    account = sims.population.social_security[query.subject]
+    assert fetched.department == "nurse"
+    assert record["id_number"] == query.subject
+    assert record["status"] == "valid"
+    assert record["employer"] == account.insurances()[0].employer == "宁德市蕉城区医院"
+    due = sims.registers.nurses[query.subject].valid_until
+    assert record["valid_until"] == due.isoformat()  # a DATE column, read as a date
+    assert (due - sims.registers.today).days == 20
+    assert fetched.as_of.replace(tzinfo=None) == sims.registers.nurses[query.subject].updated_at
+    moved = person(sims, "nurse_employer_changed", "nurse")
+    other = (await fetch(pointed(sims, tmp_path), "nurse", moved)).record
+    current = sims.population.social_security[moved.subject].insurances()[0].employer
+    assert other["employer"] == "泉州市泉港区医院" != current
+
+
+@pytest.mark.usefixtures("mariadb")
+async def test_nurse_not_found(sims: Simulators, tmp_path: Path) -> None:
+    query = person(sims, "household_head", "nurse")  # a plant worker, not a nurse
+    with pytest.raises(RecordNotFound) as raised:
+        await fetch(pointed(sims, tmp_path), "nurse", query)
+    assert query.subject not in str(raised.value)
+
+
+@pytest.mark.usefixtures("mariadb")
+async def test_nurse_duplicate_rows_are_malformed(sims: Simulators, tmp_path: Path) -> None:
+    query = person(sims, "nurse_employer_changed", "nurse")
+    await sims.added["nurse"].server.duplicate(query.subject)
+    with pytest.raises(DepartmentMalformed, match="more than one row") as raised:
+        await fetch(pointed(sims, tmp_path), "nurse", query)
+    assert query.subject not in str(raised.value)
+
+
+@pytest.mark.usefixtures("mariadb")
+async def test_nurse_wrong_password_is_unavailable(sims: Simulators, tmp_path: Path) -> None:
+    wrong = "mysql://root:not-the-password@127.0.0.1:3306/test"
+    catalogue = pointed(sims, tmp_path, nurse={"endpoint": wrong})
+    connector = build_connector(catalogue.departments["nurse"], catalogue)
+    try:
+        with pytest.raises(DepartmentUnavailable, match="query failed") as raised:
+            await connector.fetch(person(sims, "nurse_renewal_due", "nurse"), soon())
+        assert "not-the-password" not in str(raised.value)
+        assert not await connector.health()
+    finally:
+        await connector.close()
+    good = build_connector(pointed(sims, tmp_path).departments["nurse"], pointed(sims, tmp_path))
+    try:
+        assert await good.health()
+    finally:
+        await good.close()
+
+
+async def test_nurse_without_mariadb_is_not_simulated(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A laptop without MariaDB: the other departments run, the nurse department is left out
+    # with a line saying why, and the gateway's connector answers "unavailable".
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    nowhere = f"mysql://root:pw@127.0.0.1:{port}/test"
+    caplog.set_level(logging.WARNING, logger="proofless.simulators")
+    departments = simulator_departments(
+        catalogue_with(deployment(tmp_path, nurse={"endpoint": nowhere}))
+    )
+    sim_cfg = {"seed": SEED, "population": SIZE}
+    async with run_simulators(sim_cfg, departments) as running:
+        assert "nurse" not in running.added
+        assert "marriage" in running.added
+        (line,) = [r.getMessage() for r in caplog.records if "nurse" in r.getMessage()]
+        assert "does not answer" in line
+        assert "pw@" not in line
+        catalogue = pointed(running, tmp_path, nurse={"endpoint": nowhere})
+        with pytest.raises(DepartmentUnavailable):
+            await fetch(catalogue, "nurse", person(running, "nurse_renewal_due", "nurse"))
+
+
+# ---- disabled persons' federation: certificates in a PostgreSQL (or SQLite) front-end db -
+
+
+@pytest.fixture
+async def pg_disability(
+    postgres_dsn: str, tmp_path: Path
+) -> AsyncIterator[tuple[Simulators, dict[str, Any]]]:
+    """The simulators with the disability register in PostgreSQL, a schema of this test's."""
+    schema = "cl_test_" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:12]
+    extra = {"endpoint": postgres_dsn, "settings": {"schema": schema}}
+    departments = simulator_departments(catalogue_with(deployment(tmp_path, disability=extra)))
+    async with run_simulators({"seed": SEED, "population": SIZE}, departments) as running:
+        try:
+            yield running, extra
+        finally:
+            await running.added["disability"].server.drop()
+            if "nurse" in running.added:
+                await running.added["nurse"].server.drop()
+
+
+async def test_disability_found_in_sqlite(sims: Simulators, tmp_path: Path) -> None:
+    query = person(sims, "disabled", "disability")
+    fetched = await fetch(pointed(sims, tmp_path), "disability", query)
+    assert sims.added["disability"].endpoint.startswith("sqlite:///")
+    assert fetched.record["category"] == "physical"
+    assert fetched.record["grade"] == 2
+    assert fetched.record["certificate_number"] == query.subject + "42"
+
+
+async def test_disability_found_in_postgresql(
+    pg_disability: tuple[Simulators, dict[str, Any]], tmp_path: Path
+) -> None:
+    sims, extra = pg_disability
+    assert sims.registers is not None
+    query = person(sims, "disabled", "disability")
+    fetched = await fetch(pointed(sims, tmp_path, disability=extra), "disability", query)
+    certificate = sims.registers.disability[query.subject]
+    assert fetched.department == "disability"
+    assert fetched.record["category"] == "physical"
+    assert fetched.record["grade"] == 2
+    assert fetched.record["valid_until"] == certificate.valid_until.isoformat()
+    assert fetched.record["issued_on"] == certificate.issued_on.isoformat()
+    assert fetched.as_of.replace(tzinfo=None) == certificate.updated_at
+
+
+async def test_disability_not_found_and_malformed_in_postgresql(
+    pg_disability: tuple[Simulators, dict[str, Any]], tmp_path: Path
+) -> None:
+    sims, extra = pg_disability
+    catalogue = pointed(sims, tmp_path, disability=extra)
+    with pytest.raises(RecordNotFound):
+        await fetch(catalogue, "disability", person(sims, "household_head", "disability"))
+    query = person(sims, "disabled", "disability")
+    await sims.added["disability"].server.duplicate(query.subject)
+    with pytest.raises(DepartmentMalformed, match="more than one row"):
+        await fetch(catalogue, "disability", query)
+
+
+async def test_disability_unknown_role_is_unavailable(
+    pg_disability: tuple[Simulators, dict[str, Any]], tmp_path: Path
+) -> None:
+    sims, extra = pg_disability
+    wrong = {**extra, "endpoint": "postgresql://no_such_role_pl@127.0.0.1:5432/test"}
+    catalogue = pointed(sims, tmp_path, disability=wrong)
+    with pytest.raises(DepartmentUnavailable, match="query failed") as raised:
+        await fetch(catalogue, "disability", person(sims, "disabled", "disability"))
+    assert "no_such_role" not in str(raised.value)
+
+
+async def test_disability_malformed_in_sqlite(sims: Simulators, tmp_path: Path) -> None:
+    query = person(sims, "disabled", "disability")
+    await sims.added["disability"].server.duplicate(query.subject)
+    with pytest.raises(DepartmentMalformed):
+        await fetch(pointed(sims, tmp_path), "disability", query)

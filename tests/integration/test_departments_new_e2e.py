@@ -16,6 +16,7 @@ import pytest_asyncio
 from gateway.crypto.proof_check import check_proof
 from gateway.devtools.pki import DevPki
 from proofless.v1 import verification_pb2 as pb
+from tests.conftest import need_service
 from tests.support.stack import Stack, running_stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -195,3 +196,91 @@ async def test_business_licence_evidence_and_claims(stack: Stack) -> None:
         )
     )
     assert verdict(revoked.results[0]) == "DOES_NOT_HOLD"
+
+
+# ---- health commission: nurse registration (MariaDB), with social security and household --
+
+
+async def test_nurse_renewal_evidence_and_claims(stack: Stack) -> None:
+    need_service("MariaDB", "127.0.0.1", 3306)
+    window = await stack.verification("ningde-window")
+    nurse = stack.scenarios["nurse_renewal_due"]
+    reply = await window.GetEvidence(
+        pb.EvidenceRequest(
+            context=context("nurse-renewal", "HS-2026-0001"),
+            applicant=pb.Applicant(id_number=nurse),
+            evidence_type="nurse",
+        )
+    )
+    (record,) = [dict(r) for r in reply.records]
+    assert record["employer"] == "宁德市蕉城区医院"
+    assert record["status"] == "valid"
+    assert "id_number" not in record  # not granted to the item
+    assert "name" not in record
+    assert reply.attestation.department == "nurse"
+    claims = await window.VerifyClaims(
+        pb.VerifyClaimsRequest(
+            context=context("nurse-renewal", "HS-2026-0002"),
+            applicant=pb.Applicant(id_number=nurse),
+            claims=[
+                pb.Claim(id="valid", type="nurse.registration_valid"),
+                pb.Claim(id="due", type="nurse.renewal_due"),
+                pb.Claim(id="home", type="household.residence", params={"region": "350000"}),
+            ],
+        )
+    )
+    assert [(r.id, verdict(r)) for r in claims.results] == [
+        ("valid", "HOLDS"),
+        ("due", "HOLDS"),
+        ("home", "HOLDS"),
+    ]
+    entry, line = await entry_at(stack, claims.attestation.audit_index)
+    assert sorted(entry["departments"]) == ["household", "nurse", "social_security"]
+    assert nurse.encode() not in line
+    moved = await window.VerifyClaims(
+        pb.VerifyClaimsRequest(
+            context=context("nurse-renewal", "HS-2026-0003"),
+            applicant=pb.Applicant(id_number=stack.scenarios["nurse_employer_changed"]),
+            claims=[pb.Claim(id="valid", type="nurse.registration_valid")],
+        )
+    )
+    assert verdict(moved.results[0]) == "DOES_NOT_HOLD"  # registered at a hospital he left
+
+
+# ---- disabled persons' federation: disability certificate (front-end database) ------------
+
+
+async def test_disability_subsidy_evidence_and_claims(stack: Stack) -> None:
+    window = await stack.verification("ningde-window")
+    farmer = stack.scenarios["disabled"]
+    reply = await window.GetEvidence(
+        pb.EvidenceRequest(
+            context=context("disability-subsidy", "CL-2026-0001"),
+            applicant=pb.Applicant(id_number=farmer),
+            evidence_type="disability",
+        )
+    )
+    (record,) = [dict(r) for r in reply.records]
+    assert set(record) == {"category", "grade", "valid_until"}
+    assert (record["category"], record["grade"]) == ("physical", 2)
+    assert reply.attestation.department == "disability"
+    assert proof_payload(stack, reply.attestation.proof)["departments"] == ["disability"]
+    claims = await window.VerifyClaims(
+        pb.VerifyClaimsRequest(
+            context=context("disability-subsidy", "CL-2026-0002"),
+            applicant=pb.Applicant(id_number=farmer),
+            claims=[
+                pb.Claim(id="any", type="disability.certified", params={"max_grade": "4"}),
+                pb.Claim(id="severe", type="disability.certified", params={"max_grade": "2"}),
+                pb.Claim(id="insured", type="medical_insurance.enrolled"),
+            ],
+        )
+    )
+    assert [(r.id, verdict(r)) for r in claims.results] == [
+        ("any", "HOLDS"),
+        ("severe", "HOLDS"),
+        ("insured", "HOLDS"),
+    ]
+    entry, line = await entry_at(stack, claims.attestation.audit_index)
+    assert sorted(entry["departments"]) == ["disability", "medical_insurance"]
+    assert farmer.encode() not in line

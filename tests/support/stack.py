@@ -48,6 +48,7 @@ def stack_config(
             "catalogue": {"dir": str(ROOT / "deploy" / "catalogue")},
             "departments": {
                 "property": {"endpoint": f"sqlite:///{state / 'frontdb' / 'property.sqlite3'}"},
+                "disability": {"endpoint": f"sqlite:///{state / 'frontdb' / 'disability.sqlite3'}"},
             },
             "simulators": {
                 "household_listen": "127.0.0.1:0",

@@ -241,3 +241,125 @@ def test_business_licence_represented_by() -> None:
         person_id_number=ME,
     )
     assert outcome.disclosed["params"] == {"person_id_number_binding": "b:" + ME[:2]}
+
+
+# ---- nurse practising registration ----------------------------------------------------------
+
+HOSPITAL = "宁德市蕉城区医院"
+
+
+def registration_record(
+    status: str = "valid", until: str = "2026-12-26", employer: str = HOSPITAL
+) -> dict[str, Any]:
+    return {
+        "certificate_number": "201635523624",
+        "name": "郑晶",
+        "id_number": ME,
+        "employer": employer,
+        "region_code": "350902",
+        "category": "nursing",
+        "registered_on": "2021-12-27",
+        "valid_until": until,
+        "status": status,
+    }
+
+
+def enrolment_record(employer: str = HOSPITAL, status: str = "active") -> dict[str, Any]:
+    insurance = {
+        "type": "pension",
+        "status": status,
+        "employer": employer,
+        "region_code": "350902",
+        "first_month": "2019-08",
+        "last_month": "2026-10",
+        "total_months": 87,
+    }
+    return {"name": "郑晶", "id_number": ME, "insurances": [insurance], "history": []}
+
+
+def nurse(record: Any, ss: Any = None, **params: str) -> str:
+    records = {"nurse": record, "social_security": enrolment_record() if ss is None else ss}
+    return verdict("nurse.registration_valid", records, **params)
+
+
+def test_nurse_registration_valid_on_a_date() -> None:
+    assert nurse(registration_record()) == HOLDS  # today, 2026-12-06
+    assert nurse(registration_record(), on="2026-12-26") == HOLDS  # the last day
+    assert nurse(registration_record(), on="2026-12-27") == DOES_NOT_HOLD
+    assert nurse(registration_record(), on="2021-12-26") == DOES_NOT_HOLD  # before it began
+    assert nurse(registration_record(until="2026-12-05")) == DOES_NOT_HOLD  # expired yesterday
+    assert nurse(registration_record("suspended")) == DOES_NOT_HOLD
+    assert nurse(registration_record("cancelled")) == DOES_NOT_HOLD
+
+
+def test_nurse_employer_must_match_the_social_security_employer() -> None:
+    moved = enrolment_record("福建省泉港石化有限公司")
+    assert nurse(registration_record(), moved) == DOES_NOT_HOLD
+    assert nurse(registration_record(), moved, employer_matches="false") == HOLDS
+    # the same institution with a stray space still matches (both sides NFKC and trimmed)
+    assert nurse(registration_record(employer="宁德市蕉城区医院 "), enrolment_record()) == HOLDS
+    # an enrolment that has stopped is not the current employer
+    assert nurse(registration_record(), enrolment_record(status="suspended")) == DOES_NOT_HOLD
+    # never enrolled: the employer cannot be confirmed
+    assert nurse(registration_record(), RecordNotFound("social_security")) == DOES_NOT_HOLD
+
+
+def test_nurse_claim_reads_social_security_and_is_undetermined_when_it_is_down() -> None:
+    parsed, _ = parse_claim(0, "c", "nurse.registration_valid", {}, CATALOGUE, applicant=ME)
+    assert parsed is not None
+    assert set(parsed.needs(ME)) == {Need("nurse", ME), Need("social_security", ME)}
+    down = decide(
+        "nurse.registration_valid",
+        {"nurse": registration_record(), "social_security": DepartmentUnavailable("x")},
+    )
+    assert (down.verdict, down.status) == (UNDETERMINED, "UNAVAILABLE")
+    assert "social_security" in down.message
+    # not a nurse at all: the registry does not know the applicant
+    assert nurse(RecordNotFound("nurse: no such subject")) == DOES_NOT_HOLD
+
+
+def test_nurse_renewal_due_within_thirty_days() -> None:
+    def due(until: str, **params: str) -> str:
+        return verdict("nurse.renewal_due", {"nurse": registration_record(until=until)}, **params)
+
+    assert due("2026-12-26") == HOLDS  # 20 days from today
+    assert due("2027-01-05") == HOLDS  # the 30th day
+    assert due("2027-01-06") == DOES_NOT_HOLD
+    assert due("2026-12-05") == DOES_NOT_HOLD  # expired: a new registration, not a renewal
+    assert due("2027-01-20", within_days="60") == HOLDS
+    assert due("2026-12-26", on="2026-11-01") == DOES_NOT_HOLD
+    _, bad = parse_claim(0, "c", "nurse.renewal_due", {"within_days": "365"}, CATALOGUE)
+    assert [v.field for v in bad] == ["claims[0].params.within_days"]
+
+
+# ---- disability certificate -----------------------------------------------------------------
+
+
+def certificate(grade: int = 2, category: str = "physical", until: str = "2029-12-05") -> Any:
+    return {
+        "certificate_number": ME + "42",
+        "name": "李杰斌",
+        "id_number": ME,
+        "category": category,
+        "grade": grade,
+        "issued_on": "2019-12-06",
+        "valid_until": until,
+    }
+
+
+def test_disability_certified() -> None:
+    def v(record: Any, **params: str) -> str:
+        return verdict("disability.certified", {"disability": record}, **params)
+
+    assert v(certificate()) == HOLDS
+    assert v(certificate(), max_grade="2") == HOLDS  # 重度: grade 1 or 2
+    assert v(certificate(3), max_grade="2") == DOES_NOT_HOLD
+    assert v(certificate(1), max_grade="2") == HOLDS
+    assert v(certificate(), category="physical") == HOLDS
+    assert v(certificate(), category="visual") == DOES_NOT_HOLD
+    assert v(certificate(until="2026-12-05")) == DOES_NOT_HOLD  # expired
+    assert v(certificate(), on="2019-12-05") == DOES_NOT_HOLD  # not yet issued
+    assert v(certificate(0)) == DOES_NOT_HOLD  # no grade is no certificate
+    assert v(RecordNotFound("disability: no such subject")) == DOES_NOT_HOLD
+    _, bad = parse_claim(0, "c", "disability.certified", {"max_grade": "5"}, CATALOGUE)
+    assert [v.field for v in bad] == ["claims[0].params.max_grade"]
