@@ -235,6 +235,43 @@ async def test_department_ceiling_timeout_counts_for_the_breaker() -> None:
     assert str(adapter.state) == "open"
 
 
+async def test_a_callers_deadline_after_the_slow_call_threshold_counts_as_a_failure() -> None:
+    clock = FakeClock()
+    fake = FakeDepartment(["hang"])
+    adapter = wrap(fake, clock, retries=0, breaker_failures=1, slow_call_ms=200)
+    call = asyncio.create_task(adapter.fetch(RecordQuery(ID_A), soon(0.05)))
+    await until(lambda: fake.calls == 1)
+    clock.now += 0.2  # the department has been silent for the threshold
+    with pytest.raises(DepartmentTimeout):
+        await call
+    assert str(adapter.state) == "open"
+    assert adapter.stats().slow_calls == 1
+
+
+async def answer_slowly(
+    adapter: ResilientAdapter[str], fake: FakeDepartment, clock: FakeClock
+) -> None:
+    """One call the department answers after 250 ms of the adapter's clock."""
+    fake.gate = asyncio.Event()
+    calls = fake.calls
+    call = asyncio.create_task(adapter.fetch(RecordQuery(ID_A), soon()))
+    await until(lambda: fake.calls == calls + 1)
+    clock.now += 0.25
+    fake.gate.set()
+    assert (await call).record
+
+
+async def test_slow_answers_open_the_circuit_only_with_the_slow_call_rate() -> None:
+    for rate, after in ((0.0, "closed"), (1.0, "open")):
+        clock = FakeClock()
+        fake = FakeDepartment(["gate"])
+        adapter = wrap(fake, clock, slow_call_ms=200, slow_call_rate=rate, slow_call_window=2)
+        await answer_slowly(adapter, fake, clock)
+        await answer_slowly(adapter, fake, clock)
+        assert str(adapter.state) == after, rate
+        assert adapter.stats().slow_calls == 2
+
+
 async def test_no_retry_when_backoff_does_not_fit_before_the_deadline() -> None:
     fake = FakeDepartment(["unavailable", "ok"])
     adapter = wrap(

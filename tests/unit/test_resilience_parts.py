@@ -165,6 +165,38 @@ def test_stale_permits_do_not_move_a_later_period() -> None:
     assert str(breaker.state) == "closed"
 
 
+def test_slow_call_rate_opens_once_the_window_is_full() -> None:
+    breaker = CircuitBreaker("household", failures=100, slow_rate=0.75, slow_window=4)
+    for slow in (True, False, True, False, True):  # never 3 slow among the last 4
+        breaker.success(breaker.acquire(), slow=slow)
+        assert str(breaker.state) == "closed"
+    breaker.failure(breaker.acquire(), slow=True)  # a slow failure is a slow call too
+    assert str(breaker.state) == "open"
+
+
+def test_slow_call_rate_is_exact_and_off_by_default() -> None:
+    breaker = CircuitBreaker("household", failures=100, slow_rate=0.7, slow_window=10)
+    for slow in [False] * 3 + [True] * 6:
+        breaker.success(breaker.acquire(), slow=slow)
+    assert str(breaker.state) == "closed"
+    breaker.success(breaker.acquire(), slow=True)  # 7 of 10: 0.7 × 10 is 7
+    assert str(breaker.state) == "open"
+    off = CircuitBreaker("household", failures=100)
+    for _ in range(50):
+        off.success(off.acquire(), slow=True)
+    assert str(off.state) == "closed"
+
+
+def test_a_slow_probe_opens_the_circuit_again_when_the_rate_is_on() -> None:
+    clock = FakeClock()
+    for rate, after in ((1.0, "open"), (0.0, "closed")):
+        breaker = CircuitBreaker("household", failures=1, reset_s=1.0, slow_rate=rate, clock=clock)
+        breaker.failure(breaker.acquire())
+        clock.now += 1.0
+        breaker.success(breaker.acquire(), slow=True)
+        assert str(breaker.state) == after, rate
+
+
 def test_circuit_open_carries_retry_info() -> None:
     clock = FakeClock()
     breaker = CircuitBreaker("household", failures=1, reset_s=5.0, clock=clock)
@@ -294,6 +326,7 @@ def test_config_defaults() -> None:
     assert (cfg.retries, cfg.retry_budget_ratio, cfg.breaker_failures) == (2, 0.2, 5)
     assert (cfg.breaker_reset_ms, cfg.breaker_half_open_probes) == (5000, 1)
     assert (cfg.max_concurrency, cfg.max_queue, cfg.hedge_after_ms) == (32, 64, 0)
+    assert (cfg.slow_call_ms, cfg.slow_call_rate, cfg.slow_call_window) == (200, 0.0, 10)
 
 
 def test_config_from_department_table_ignores_adapter_keys() -> None:
@@ -322,6 +355,10 @@ def test_config_from_department_table_ignores_adapter_keys() -> None:
         ({"timeout_ms": 0}, "departments.household.timeout_ms must be positive"),
         ({"retries": -1}, "retries must not be negative"),
         ({"retry_backoff_ms": 500, "retry_backoff_max_ms": 100}, "retry_backoff_max_ms"),
+        ({"slow_call_ms": 0}, "departments.household.slow_call_ms must be positive"),
+        ({"slow_call_rate": 1.5}, "departments.household.slow_call_rate must be at most 1"),
+        ({"slow_call_rate": -0.1}, "slow_call_rate must not be negative"),
+        ({"slow_call_window": 0}, "slow_call_window must be positive"),
     ],
 )
 def test_config_errors_name_the_key(table: dict[str, object], message: str) -> None:

@@ -67,6 +67,7 @@ class ResilienceStats:
     short_circuited: int  # refused by the open circuit
     breaker_opens: int  # times the circuit opened
     timeouts: int  # fetch() calls that ended with DepartmentTimeout
+    slow_calls: int  # attempts the department held past slow_call_ms (answered or not)
     budget_exhausted: int  # retries or hedges the retry budget refused
     state: State  # the circuit breaker's state now
 
@@ -89,12 +90,15 @@ class ResilientAdapter(Generic[R]):
         self.department: DepartmentId = inner.department
         self.config = cfg
         self._inner = inner
+        self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 -- backoff jitter, not a secret
         self.breaker = CircuitBreaker(
             inner.department,
             failures=cfg.breaker_failures,
             reset_s=cfg.breaker_reset_ms / 1000,
             probes=cfg.breaker_half_open_probes,
+            slow_rate=cfg.slow_call_rate,
+            slow_window=cfg.slow_call_window,
             clock=clock,
             on_state_change=on_state_change,
         )
@@ -110,6 +114,7 @@ class ResilientAdapter(Generic[R]):
         self._closed = False
         self._calls = self._attempts = self._retries = self._hedges = 0
         self._short_circuited = self._timeouts = self._budget_exhausted = 0
+        self._slow_calls = 0
 
     @property
     def state(self) -> State:
@@ -126,6 +131,7 @@ class ResilientAdapter(Generic[R]):
             short_circuited=self._short_circuited,
             breaker_opens=self.breaker.opens,
             timeouts=self._timeouts,
+            slow_calls=self._slow_calls,
             budget_exhausted=self._budget_exhausted,
             state=self.breaker.state,
         )
@@ -206,16 +212,18 @@ class ResilientAdapter(Generic[R]):
         self._attempts += 1
         start = time.monotonic()
         ceiling = start + self.config.timeout_s
-        # A timeout is the department's fault only when its own ceiling was the bound: a
-        # caller with a 10 ms deadline must not open the circuit for everyone else.
+        # A timeout is the department's fault when its own ceiling was the bound, or when it
+        # had been silent past the slow-call threshold as the caller's deadline came: a caller
+        # with a 10 ms deadline must not open the circuit for everyone else, and callers with
+        # 300 ms deadlines must not keep a hanging department's circuit closed.
         bounded_by_department = ceiling <= flight.deadline
         deadline = min(ceiling, flight.deadline)
         outcome = _Outcome.NEUTRAL
-        slot = False
+        sent_at: float | None = None  # when the call left the bulkhead for the department
         try:
             async with asyncio.timeout_at(loop_instant(deadline)):
                 await self.bulkhead.acquire()
-                slot = True
+                sent_at = self._clock()
                 try:
                     result = await self._inner.fetch(query, deadline)
                 finally:
@@ -229,7 +237,7 @@ class ResilientAdapter(Generic[R]):
             raise  # our own refusal: says nothing about the department
         except (DepartmentTimeout, TimeoutError) as exc:
             # A wait in the bulkhead queue is not the department's fault either.
-            if slot and bounded_by_department:
+            if sent_at is not None and (bounded_by_department or self._slow(sent_at)):
                 outcome = _Outcome.FAILURE
             if isinstance(exc, DepartmentTimeout):
                 raise
@@ -247,12 +255,19 @@ class ResilientAdapter(Generic[R]):
             outcome = _Outcome.FAILURE  # an adapter bug still means this path is broken
             raise
         finally:
+            slow = sent_at is not None and self._slow(sent_at)
+            if slow and outcome is not _Outcome.NEUTRAL:
+                self._slow_calls += 1
             if outcome is _Outcome.SUCCESS:
-                self.breaker.success(permit)
+                self.breaker.success(permit, slow=slow)
             elif outcome is _Outcome.FAILURE:
-                self.breaker.failure(permit)
+                self.breaker.failure(permit, slow=slow)
             else:
                 self.breaker.release(permit)
+
+    def _slow(self, sent_at: float) -> bool:
+        """The department has held the call for the slow-call threshold."""
+        return self._clock() - sent_at >= self.config.slow_call_s
 
     async def _hedged(self, query: RecordQuery, flight: Flight) -> Fetched[R]:
         """One attempt, plus a second after `hedge_after_ms` if the first has not answered.

@@ -1,13 +1,18 @@
 """A per-department circuit breaker: closed → open → half-open → closed.
 
-Closed: calls pass; `failures` consecutive failures open the circuit. Open: calls fail fast
-with `CircuitOpen` (UNAVAILABLE plus RetryInfo) until `reset_s` has passed, then the breaker
-is half-open. Half-open: at most `probes` trial calls pass; when all of them succeed the
-circuit closes, when one fails it opens again for another `reset_s`.
+Closed: calls pass; `failures` consecutive failures open the circuit, and so does a window
+of slow calls when `slow_rate` is set: once the last `slow_window` calls are in, the circuit
+opens when at least that fraction of them were slow (resilience4j's slow-call rate). Open:
+calls fail fast with `CircuitOpen` (UNAVAILABLE plus RetryInfo) until `reset_s` has passed,
+then the breaker is half-open. Half-open: at most `probes` trial calls pass; when all of them
+succeed, none of them slowly, the circuit closes; when one fails, or answers slowly while the
+slow-call rate is on, it opens again for another `reset_s`.
 
 What counts: the caller says. A success is any answer, including "no such record"; a failure
-is the department being down, slow past its own ceiling, or answering garbage. Anything else
-(the caller gave up, a bulkhead refusal) is `release`d: neutral, it only returns a probe slot.
+is the department being down, slow past its own ceiling, answering garbage, or silent past
+the slow-call threshold when the caller's deadline ended the call. Either may be `slow`.
+Anything else (a caller whose deadline ended the call sooner, a bulkhead refusal) is
+`release`d: neutral, it only returns a probe slot.
 
 Every permit carries the generation it was issued in (the generation moves on each state
 change), so a slow call admitted before the circuit opened cannot, when it finally ends,
@@ -16,7 +21,9 @@ close a circuit or use up a probe that belongs to a later period.
 
 from __future__ import annotations
 
+import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -66,13 +73,21 @@ class CircuitBreaker:
         failures: int = 5,
         reset_s: float = 5.0,
         probes: int = 1,
+        slow_rate: float = 0.0,
+        slow_window: int = 10,
         clock: Callable[[], float] = time.monotonic,
         on_state_change: Callable[[str, str], None] | None = None,
     ) -> None:
+        """`slow_rate` 0 turns the slow-call rate off; slow failures still count as failures."""
         self.name = name
         self._threshold = failures
         self._reset_s = reset_s
         self._probes = probes
+        self._slow_rate = slow_rate
+        #: slow or not, the last `slow_window` calls that ended with an answer or a failure
+        self._window: deque[bool] = deque(maxlen=slow_window)
+        #: slow calls in a full window that open the circuit (0.7 × 10 is 7, not 7.000…1)
+        self._slow_needed = max(1, math.ceil(round(slow_rate * slow_window, 6)))
         self._clock = clock
         self._on_state_change = on_state_change
         self._state: State = "closed"
@@ -103,25 +118,40 @@ class CircuitBreaker:
         retry_after = max(0.0, self._opened_at + self._reset_s - self._clock())
         raise CircuitOpen(f"{self.name}: circuit open", retry_after=retry_after)
 
-    def success(self, permit: Permit) -> None:
+    def success(self, permit: Permit, *, slow: bool = False) -> None:
+        """The department answered; `slow`: only after the slow-call threshold."""
         if permit.generation != self._generation:
             return
         if self._state == "closed":
             self._failures = 0
+            self._count_slow(slow)
         elif self._state == "half_open" and permit.probe:
+            if slow and self._slow_rate > 0:
+                self._transition("open")  # a slow probe says the department is still slow
+                return
             self._probes_out -= 1
             self._probes_ok += 1
             if self._probes_ok >= self._probes:
                 self._transition("closed")
 
-    def failure(self, permit: Permit) -> None:
+    def failure(self, permit: Permit, *, slow: bool = False) -> None:
         if permit.generation != self._generation:
             return
         if self._state == "closed":
             self._failures += 1
             if self._failures >= self._threshold:
                 self._transition("open")
+            else:
+                self._count_slow(slow)
         elif self._state == "half_open" and permit.probe:
+            self._transition("open")
+
+    def _count_slow(self, slow: bool) -> None:
+        if self._slow_rate <= 0:
+            return
+        window = self._window
+        window.append(slow)
+        if len(window) == window.maxlen and sum(window) >= self._slow_needed:
             self._transition("open")
 
     def release(self, permit: Permit) -> None:
@@ -140,6 +170,7 @@ class CircuitBreaker:
         self._failures = 0
         self._probes_out = 0
         self._probes_ok = 0
+        self._window.clear()
         if state == "open":
             self._opened_at = self._clock()
             self.opens += 1
