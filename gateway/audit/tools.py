@@ -21,7 +21,6 @@ from gateway.audit.storage import (
     CHECKPOINTS,
     LATEST,
     checkpoint_name,
-    prepare_directory,
     segment_paths,
     write_durably,
 )
@@ -246,17 +245,6 @@ def witness(
     cosigned = new.cosigned(signer)
     write_durably(state, cosigned.text.encode())  # a symbolic link there is refused
     return cosigned
-
-
-def write_back(directory: Path, cosigned: SignedCheckpoint) -> None:
-    """Put a cosigned note back into the log directory, where `verify --witness` looks: as
-    `checkpoints/<size>`, and as `checkpoint` if it is still the latest. Each file is replaced
-    atomically through a fresh temporary file; a symbolic link in its place is refused."""
-    latest = read_checkpoint(directory)
-    prepare_directory(directory / CHECKPOINTS)
-    write_durably(directory / CHECKPOINTS / checkpoint_name(cosigned.size), cosigned.text.encode())
-    if latest.size == cosigned.size and latest.root == cosigned.root:
-        write_durably(directory / LATEST, cosigned.text.encode())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ a. The pepper file was read raw by the gateway and stripped by `audit replay`: w
    that has whitespace at an edge, an auditor's search by ID number found nothing.
 b. `audit replay --format csv` wrote cells starting with = + - @ (a caller chooses the case
    id and the purpose) as spreadsheet formulas.
-c. The witness's write-back followed symbolic links planted in the log directory.
+c. The witness's write-back followed symbolic links planted in the log directory: it wrote
+   through fixed temporary names (`checkpoint.tmp`, `<state>.tmp`) and, for a checkpoint
+   that was no longer the latest, through `checkpoints/<size>` itself.
 d. The caller-id pattern used `^...$`, and `$` matches before a final newline: a certificate
    naming `urn:proofless:caller:<id>\\n` was a caller of its own.
 e. `case_id` and `purpose` accepted resident ID numbers and mobile numbers, which then sat in
@@ -35,8 +37,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gateway.audit.cosignature import CosignatureVerifier, Cosigner
 from gateway.audit.note import NoteSigner
-from gateway.audit.storage import CHECKPOINTS, LATEST, checkpoint_paths, read_pepper
+from gateway.audit.storage import LATEST, read_pepper
 from gateway.audit.tools import csv_cell
 from gateway.domain.errors import ConfigError
 from proofless.v1 import verification_pb2 as pb
@@ -160,13 +163,20 @@ def witness_key(tmp_path: Path) -> Path:
     return path
 
 
-async def _witness(log_dir: Path, key: Ed25519PrivateKey, witness_key: Path, state: Path) -> int:
+async def _cosign(log_dir: Path, key: Ed25519PrivateKey, witness_key: Path, state: Path) -> int:
+    """`proofless audit witness cosign`: its cosigned note goes back into the log directory."""
     vkey = NoteSigner(ORIGIN, key).vkey
     code, _ = await audit_cli(
-        "witness", log_dir, "--log-key", vkey, "--witness-key", witness_key,
+        "witness", "cosign", log_dir, "--log-key", vkey, "--key", witness_key,
         "--name", "witness.test", "--state", state,
     )  # fmt: skip
     return code
+
+
+def _witnessed_file(witness_key: Path) -> str:
+    pem = serialization.load_pem_private_key(witness_key.read_bytes(), password=None)
+    assert isinstance(pem, Ed25519PrivateKey)
+    return CosignatureVerifier.from_vkey(Cosigner("witness.test", pem).vkey).key_id.hex()
 
 
 @on_module_loop
@@ -178,44 +188,32 @@ async def test_witness_write_back_does_not_follow_planted_links(
     await fill(log_dir, key, 5)
     victim = tmp_path / "victim.conf"
     victim.write_text("important\n")
-    # every name the write-back used to write through before renaming
-    for planted in (log_dir / f"{LATEST}.tmp", log_dir / CHECKPOINTS / f"{5:020d}.tmp"):
+    # the temporary names a write-back used to write through before renaming
+    witnessed = log_dir / "witnessed"
+    witnessed.mkdir()
+    name = _witnessed_file(witness_key)
+    for planted in (witnessed / f"{name}.tmp", log_dir / f"{LATEST}.tmp"):
         planted.symlink_to(victim)
-    state = tmp_path / "witness-state"
-    (tmp_path / "witness-state.tmp").symlink_to(victim)
-    assert await _witness(log_dir, key, witness_key, state) == 0
+    assert await _cosign(log_dir, key, witness_key, tmp_path / "state") == 0
     assert victim.read_text() == "important\n"
-    assert "witness.test" in (log_dir / LATEST).read_text()  # the cosigned note is back
-    assert not (log_dir / LATEST).is_symlink()
+    kept = witnessed / name
+    assert not kept.is_symlink()
+    assert "witness.test" in kept.read_text()  # the cosigned note is back in the log
 
 
 @on_module_loop
-@pytest.mark.parametrize("target", ["latest", "numbered", "state"])
-async def test_witness_refuses_a_symlinked_target(
-    tmp_path: Path, witness_key: Path, target: str
+async def test_witness_write_back_refuses_a_symlinked_target(
+    tmp_path: Path, witness_key: Path
 ) -> None:
     key = Ed25519PrivateKey.generate()
     log_dir = tmp_path / "log"
     await fill(log_dir, key, 5)
     victim = tmp_path / "victim.conf"
     victim.write_text("important\n")
-    state = tmp_path / "witness-state"
-    if target == "state":  # a state the witness wrote, moved and linked back
-        assert await _witness(log_dir, key, witness_key, state) == 0
-        victim = tmp_path / "moved-state"
-        state.rename(victim)
-        state.symlink_to(victim)
-    else:
-        path = log_dir / LATEST if target == "latest" else checkpoint_paths(log_dir)[-1][1]
-        kept = path.read_bytes()
-        path.unlink()
-        elsewhere = tmp_path / "elsewhere"
-        elsewhere.write_bytes(kept)
-        path.symlink_to(elsewhere)
-        victim = elsewhere
-    before = victim.read_bytes()
-    assert await _witness(log_dir, key, witness_key, state) != 0
-    assert victim.read_bytes() == before
+    (log_dir / "witnessed").mkdir()
+    (log_dir / "witnessed" / _witnessed_file(witness_key)).symlink_to(victim)
+    assert await _cosign(log_dir, key, witness_key, tmp_path / "state") != 0
+    assert victim.read_text() == "important\n"
 
 
 # ---- d. a caller id is matched whole ------------------------------------------------------------
