@@ -28,7 +28,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from gateway.devtools.pki import DevPki
+from tests.support.auditlog import access
+from tests.support.processes import free_port
+from tests.support.stack import Stack, poll, running_stack, stack_config
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS: dict[str, Any] = json.loads(
@@ -58,6 +64,16 @@ class WitnessProcess:
 
 def proofless(*args: str | Path) -> list[str]:
     return [sys.executable, "-m", "gateway.cli", *map(str, args)]
+
+
+async def run_cli(*args: str | Path) -> tuple[int, str]:
+    """`proofless ...` as a process (the gateway in this loop keeps serving meanwhile)."""
+    proc = await asyncio.create_subprocess_exec(
+        *proofless(*args), cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()
 
 
 def start_witness(
@@ -282,3 +298,159 @@ async def test_racing_requests_never_roll_the_witness_back(
     winner = next(cp for cp, a in zip((CP5, CP8, CP5, CP8), answers, strict=True) if a[0] == 200)
     size = winner.split("\n")[1]
     assert all(a[1] == f"{size}\n" for a in answers if a[0] == 409)
+
+
+# ---- the gateway pushes its checkpoints ------------------------------------------------------
+
+
+def gateway_vkey(pki: DevPki, state: Path) -> tuple[str, str]:
+    """The origin and note vkey the stack's gateway signs with (signed-note, type 0x01)."""
+    raw = stack_config(pki, state)
+    key = serialization.load_pem_private_key(Path(raw["audit"]["note_key"]).read_bytes(), None)
+    assert isinstance(key, Ed25519PrivateKey)
+    origin = raw["audit"]["origin"]
+    public = key.public_key().public_bytes_raw()
+    kid = hashlib.sha256(origin.encode() + b"\n\x01" + public).digest()[:4]
+    encoded = b64(b"\x01" + public)
+    return origin, f"{origin}+{kid.hex()}+{encoded}"
+
+
+def pem_key(path: Path) -> Path:
+    path.write_bytes(
+        Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
+
+
+def pushes(stack: Stack, name: str, outcome: str) -> float:
+    labels = {"witness": name, "outcome": outcome}
+    return stack.registry.get_sample_value("proofless_witness_requests_total", labels) or 0.0
+
+
+async def fill(stack: Stack, count: int) -> int:
+    log = stack.gateway.audit
+    first = log.tree_size
+    await asyncio.gather(*(log.append(access(first + i)) for i in range(count)))
+    return log.tree_size
+
+
+def kept(stack: Stack, vkey: str) -> Path:
+    kid = vkey.split("+")[1]
+    return stack.config.audit.dir / "witnessed" / kid
+
+
+async def test_the_gateway_s_checkpoints_are_cosigned_through_the_protocol(
+    pki: DevPki, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    name = "witness.test/w1"
+    origin, log_vkey = gateway_vkey(pki, tmp_path / "a")
+    w = start_witness(pem_key(tmp_path / "w.pem"), tmp_path / "wstate", log_vkey, name=name)
+    public = base64.b64decode(w.vkey.split("+", 2)[2])[1:]
+    configured = {"audit": {"witnesses": [{"url": w.url, "key": w.vkey}]}}
+    try:
+        async with running_stack(pki, tmp_path / "a", configured) as a:
+            size = await fill(a, 40)
+
+            async def cosigned_there() -> bool:
+                async with http.get(f"http://127.0.0.1:{a.gateway.ops_port}/checkpoint") as r:
+                    note = await r.text()
+                lines = [ln for ln in note.split("\n") if ln.startswith(f"\u2014 {name} ")]
+                if not lines or int(note.split("\n")[1]) < size:
+                    return False
+                check_cosignature(lines[0] + "\n", note, name, public)  # from the spec
+                return True
+
+            await poll(cosigned_there, "the witness's cosignature on /checkpoint")
+            assert kept(a, w.vkey).stat().st_mode & 0o777 == 0o600
+            assert pushes(a, name, "cosigned") >= 1
+            assert pushes(a, name, "inconsistent") == 0
+            witnessed = a.registry.get_sample_value(
+                "proofless_witness_cosigned_size", {"witness": name}
+            )
+            assert witnessed is not None
+            assert witnessed >= size
+            ops = f"http://127.0.0.1:{a.gateway.ops_port}/"
+            rc, out = await run_cli("audit", "verify", ops, "--key", log_vkey, "--witness", w.vkey)
+            assert rc == 0, out
+            assert f"witness {name}: valid" in out
+        audit_dir = tmp_path / "a" / "audit"
+        rc, out = await run_cli(
+            "audit", "verify", audit_dir, "--key", log_vkey, "--witness", w.vkey
+        )
+        assert rc == 0, out
+        other = start_witness(pem_key(tmp_path / "o.pem"), tmp_path / "ostate", log_vkey, name="o")
+        other.stop()
+        rc, out = await run_cli(
+            "audit", "verify", audit_dir, "--key", log_vkey, "--witness", other.vkey
+        )
+        assert rc == 1, out
+        assert "witness o: INVALID (missing cosignature)" in out
+
+        # restarted, the gateway carries on from the cosigned checkpoint it kept: no conflict
+        async with running_stack(pki, tmp_path / "a", configured) as a:
+            size = await fill(a, 10)
+
+            async def caught_up() -> bool:
+                witnessed = a.registry.get_sample_value(
+                    "proofless_witness_cosigned_size", {"witness": name}
+                )
+                return witnessed is not None and witnessed >= size
+
+            await poll(caught_up, "the witness cosigning the restarted log")
+            assert pushes(a, name, "conflict") == 0
+        async with http.get(
+            f"{w.url}/{hashlib.sha256(origin.encode()).hexdigest()}/checkpoint"
+        ) as r:
+            held = await r.text()
+        held_size, held_root = int(held.split("\n")[1]), held.split("\n")[2]
+        assert held_size >= size
+
+        # another log under the same origin and key — a fork — is refused: first the witness
+        # is ahead of it (409, then no push it could accept), then its proof fails (422)
+        async with running_stack(pki, tmp_path / "b", configured) as b:
+
+            async def ahead() -> bool:
+                return pushes(b, name, "ahead") >= 1
+
+            await poll(ahead, "the fork told the witness holds a larger tree")
+            assert pushes(b, name, "conflict") >= 1
+            await fill(b, held_size + 5)
+
+            async def refused() -> bool:
+                return pushes(b, name, "inconsistent") >= 1
+
+            await poll(refused, "the witness refusing the forked log (422)")
+            assert pushes(b, name, "cosigned") == 0
+            assert not kept(b, w.vkey).exists()
+        async with http.get(
+            f"{w.url}/{hashlib.sha256(origin.encode()).hexdigest()}/checkpoint"
+        ) as r:
+            assert (await r.text()).split("\n")[1:3] == [str(held_size), held_root]
+        rc, out = await run_cli(
+            "audit", "verify", tmp_path / "b" / "audit", "--key", log_vkey, "--witness", w.vkey
+        )
+        assert rc == 1, out
+    finally:
+        w.stop()
+
+
+async def test_an_absent_witness_never_holds_up_the_gateway(pki: DevPki, tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    vkey = start_witness(
+        pem_key(tmp_path / "w.pem"), tmp_path / "ws", VECTORS["log_vkey"], name="gone"
+    )
+    vkey.stop()
+    configured = {"audit": {"witnesses": [{"url": dead, "key": vkey.vkey}]}}
+    async with running_stack(pki, tmp_path, configured) as s:
+        size = await fill(s, 50)
+
+        async def signed_and_tried() -> bool:
+            cp = s.gateway.audit.latest_checkpoint()
+            return cp.size >= size and pushes(s, "gone", "error") >= 1
+
+        await poll(signed_and_tried, "checkpoints signed while the witness is unreachable")
+        assert pushes(s, "gone", "cosigned") == 0
