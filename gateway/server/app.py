@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from adapters.base import DepartmentAdapter
 from gateway.audit.log import AuditLog
+from gateway.audit.witnessing import witnessed_paths
 from gateway.config import Config, host_port
 from gateway.config.reload import Reloadable
 from gateway.crypto.consent import build_replay_store
@@ -192,6 +193,7 @@ async def running_gateway(
         checkpoint_every_entries=config.audit.checkpoint_every_entries,
         checkpoint_every_ms=config.audit.checkpoint_every_ms,
         segment_bytes=config.audit.segment_bytes,
+        witnessed=witnessed_paths(config.audit.dir),  # cosigned by witnesses: no rollback
     )
     departments = Departments(metrics, replace=adapters)
     departments.update(rules.value.catalogue)

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway.devtools.pki import DevPki
+from gateway.domain.errors import IntegrityError
 from tests.support.auditlog import access
 from tests.support.processes import free_port
 from tests.support.stack import Stack, poll, running_stack, stack_config
@@ -454,3 +455,38 @@ async def test_an_absent_witness_never_holds_up_the_gateway(pki: DevPki, tmp_pat
 
         await poll(signed_and_tried, "checkpoints signed while the witness is unreachable")
         assert pushes(s, "gone", "cosigned") == 0
+
+
+async def test_a_log_restored_behind_its_witnessed_checkpoint_does_not_start(
+    pki: DevPki, tmp_path: Path
+) -> None:
+    name = "witness.test/w2"
+    _, log_vkey = gateway_vkey(pki, tmp_path)
+    w = start_witness(pem_key(tmp_path / "w.pem"), tmp_path / "wstate", log_vkey, name=name)
+    configured = {"audit": {"witnesses": [{"url": w.url, "key": w.vkey}]}}
+    audit_dir, backup = tmp_path / "audit", tmp_path / "backup"
+    try:
+        async with running_stack(pki, tmp_path, configured) as s:
+            await fill(s, 5)
+        shutil.copytree(audit_dir, backup)
+        async with running_stack(pki, tmp_path, configured) as s:
+            size = await fill(s, 30)
+
+            async def witnessed() -> bool:
+                got = s.registry.get_sample_value(
+                    "proofless_witness_cosigned_size", {"witness": name}
+                )
+                return got is not None and got >= size
+
+            await poll(witnessed, "the witness cosigning the grown log")
+    finally:
+        w.stop()
+    # the entries and checkpoints restored from the backup; the cosigned checkpoint stays
+    for part in ("entries", "checkpoints", "tile"):
+        shutil.rmtree(audit_dir / part)
+        shutil.copytree(backup / part, audit_dir / part)
+    shutil.copy2(backup / "checkpoint", audit_dir / "checkpoint")
+    with pytest.raises(IntegrityError) as refused:
+        async with running_stack(pki, tmp_path, configured):
+            pass
+    assert refused.value.reason == "AUDIT_ROLLED_BACK"
