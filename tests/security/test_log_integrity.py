@@ -13,6 +13,7 @@ witness cosigned (kept outside the log directory) is refused too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import re
@@ -100,8 +101,8 @@ def snapshot(directory: Path) -> dict[str, bytes]:
 
 
 async def _calls(stack: ProcessStack, n: int) -> None:
+    """`n` calls; whatever they answer (a department may be down), each leaves an entry."""
     ids = sorted(generate(SEED, POPULATION).people)
-    codes: list[grpc.StatusCode] = []
     async with stack.channel("quangang-window") as channel:
         stub = pb_grpc.VerificationServiceStub(channel)
         for i in range(n):
@@ -111,11 +112,8 @@ async def _calls(stack: ProcessStack, n: int) -> None:
                 ),
                 applicant=pb.Applicant(id_number=ids[i]),
             )
-            try:
+            with contextlib.suppress(grpc.aio.AioRpcError):
                 await stub.GetHouseholdRecord(req, timeout=10)
-            except grpc.aio.AioRpcError as err:
-                codes.append(err.code())
-    assert set(codes) <= {grpc.StatusCode.NOT_FOUND}, codes
 
 
 def _refused_start(stack: ProcessStack) -> str:
