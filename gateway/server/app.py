@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from adapters.base import DepartmentAdapter
 from gateway.audit.log import AuditLog
+from gateway.audit.storage import read_pepper
 from gateway.audit.witnessing import witnessed_paths
 from gateway.config import Config, host_port
 from gateway.config.reload import Reloadable
@@ -178,7 +179,7 @@ async def running_gateway(
         [config.tls.crl] if config.tls.crl else [],
         lambda: load_revoked(config.tls.crl, config.tls.ca),
     )
-    pepper = _read(config.audit.pepper_file, "audit pepper")
+    pepper = read_pepper(config.audit.pepper_file)  # the one reader: `audit replay` uses it too
     # the citizen app's keys sign consent and citizen tokens; re-read when the JWKS changes
     jwks_path = config.consent.issuers_jwks
     consent_keys = Reloadable(
