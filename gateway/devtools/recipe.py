@@ -6,8 +6,12 @@ the demo, the tests and the benchmarks all need.
     async with gateway_with_simulators(raw_config) as run:   # run.sims, run.config, run.gateway
 
 The simulators read from the catalogue what they must agree on with the gateway (the household
-registry's AppKey and secret, the front-end databases to fill), so they cannot drift apart;
-every listen address may be port 0, and the gateway is then pointed at the ports bound.
+registry's AppKey and secret, the other departments' credential files, the front-end databases
+to fill), so they cannot drift apart; every listen address may be port 0, and the gateway is
+then pointed at the ports bound (`endpoints`: the departments added by catalogue file too,
+with an OAuth token URL where the department has one). A department whose simulator did not
+start (its front-end database does not answer) keeps its catalogue endpoint, and the gateway
+reports it unavailable.
 `proofless dev` runs the simulators as a child process instead (gateway.devtools.dev).
 """
 
