@@ -1,4 +1,3 @@
-# ruff: noqa: E501 - published vectors are quoted verbatim
 """C2SP tlog-cosignature/v1 and the tlog-tiles resource names, against published vectors
 (tests/vectors/tlog-cosignature: a cosigned checkpoint of the public witness network, the
 spec's example, transparency-dev/formats and transparency-dev/witness test data)."""
@@ -45,6 +44,8 @@ from gateway.audit.tiles import (
     tile_path,
     tile_width,
 )
+from gateway.audit.witnessing import WitnessTarget
+from gateway.config._loader import _witnesses
 from gateway.domain.errors import ConfigError, IntegrityError
 
 VECTORS: dict[str, Any] = json.loads(
@@ -286,3 +287,22 @@ def test_entry_bundles() -> None:
         bundle([b"z" * 0x10000])
     with pytest.raises(IntegrityError):
         parse_bundle(data[:-1])
+
+
+# ---- [audit] witnesses ----------------------------------------------------------------------
+
+
+def test_witness_configuration_is_checked() -> None:
+    vkey = VECTORS["public_witness_network"]["witness_vkey"]
+    target = WitnessTarget.parse("https://witness.example/w1/", vkey)
+    assert target.url == "https://witness.example/w1"
+    assert target.name == "remora.n621.de"
+    for url in ["witness.example", "ftp://witness.example", "http://"]:
+        with pytest.raises(ConfigError, match="url"):
+            WitnessTarget.parse(url, vkey)
+    with pytest.raises(ConfigError, match="key"):
+        WitnessTarget.parse("http://witness.example", vkey.replace("da77ade7", "da77ade8"))
+    assert _witnesses([{"url": "http://w", "key": vkey}], "w")[0].key == vkey
+    for bad in [{"url": "http://w"}, {"url": "http://w", "key": vkey, "timeout": 1}, "x"]:
+        with pytest.raises(ConfigError):
+            _witnesses([bad], "w")
