@@ -220,6 +220,23 @@ class _Start:
     def listen(self) -> str:
         return str(self.sim_cfg.get(f"{self.code}_listen", "127.0.0.1:0"))
 
+    async def serve(self, app: web.Application, injector: FaultInjector | None) -> str | None:
+        """Serve `app` on this department's listen address; its URL. An address taken from
+        the catalogue's endpoint (`proofless simulators`) that is busy, say by another run,
+        leaves the department out with a warning; one configured explicitly must be free."""
+        try:
+            return await _serve(self.stack, app, self.listen, injector)
+        except ConfigError:
+            if self.code not in self.sim_cfg.get(FROM_CATALOGUE, ()):
+                raise
+            log.warning(
+                "department %s is not simulated: %s is in use; the gateway will report the "
+                "department unavailable unless another simulator answers there",
+                self.code,
+                self.listen,
+            )
+            return None
+
     def secret(self, key: str) -> str | None:
         """The credential file the catalogue names under auth.`key`; None (and a warning)
         when it cannot be read."""
@@ -245,8 +262,8 @@ async def _marriage(s: _Start) -> Added | None:
         return None
     username = str(s.department.get("auth", {}).get("username", ""))
     sim = MarriageSimulator(s.registers, username=username, password=password, seed=s.seed)
-    url = await _serve(s.stack, sim.app(), s.listen, sim.injector)
-    return Added(s.code, f"{url}{MARRIAGE_PATH}?wsdl", sim)
+    url = await s.serve(sim.app(), sim.injector)
+    return None if url is None else Added(s.code, f"{url}{MARRIAGE_PATH}?wsdl", sim)
 
 
 async def _medical_insurance(s: _Start) -> Added | None:
@@ -255,8 +272,8 @@ async def _medical_insurance(s: _Start) -> Added | None:
         return None
     header = str(s.department.get("auth", {}).get("header", "X-API-Key"))
     sim = MedicalInsuranceSimulator(s.registers, api_key=key, header=header, seed=s.seed)
-    url = await _serve(s.stack, sim.app(), s.listen, sim.injector)
-    return Added(s.code, url, sim)
+    url = await s.serve(sim.app(), sim.injector)
+    return None if url is None else Added(s.code, url, sim)
 
 
 async def _business_licence(s: _Start) -> Added | None:
@@ -265,8 +282,8 @@ async def _business_licence(s: _Start) -> Added | None:
         return None
     client_id = str(s.department.get("auth", {}).get("client_id", ""))
     sim = MarketSimulator(s.registers, client_id=client_id, client_secret=secret, seed=s.seed)
-    url = await _serve(s.stack, sim.app(), s.listen, sim.injector)
-    return Added(s.code, url, sim, {"token_url": url + TOKEN_PATH})
+    url = await s.serve(sim.app(), sim.injector)
+    return None if url is None else Added(s.code, url, sim, {"token_url": url + TOKEN_PATH})
 
 
 async def _frontdb(s: _Start, table: Table, rows: list[tuple[Any, ...]]) -> Added | None:
@@ -304,10 +321,13 @@ ADDED: dict[str, Callable[[_Start], Awaitable[Added | None]]] = {
 }
 
 
-def catalogue_listens(departments: Mapping[str, Any]) -> dict[str, str]:
+FROM_CATALOGUE = "_listens_from_catalogue"
+
+
+def catalogue_listens(departments: Mapping[str, Any]) -> dict[str, Any]:
     """`<code>_listen` for each added HTTP department: the host and port of its endpoint in
-    the catalogue, where the gateway will call it."""
-    out: dict[str, str] = {}
+    the catalogue, where the gateway will call it (and which of them were derived so)."""
+    out: dict[str, Any] = {}
     for code in ADDED:
         url = departments.get(code, {}).get("url")
         if not url:
@@ -315,13 +335,19 @@ def catalogue_listens(departments: Mapping[str, Any]) -> dict[str, str]:
         parts = urllib.parse.urlsplit(str(url))
         if parts.hostname and parts.port:
             out[f"{code}_listen"] = f"{parts.hostname}:{parts.port}"
+            out.setdefault(FROM_CATALOGUE, []).append(code)
     return out
 
 
 async def serve_forever(config: Mapping[str, Any]) -> None:
     """Run the departments from a full Proofless config until cancelled."""
     departments = config.get("departments", {})
-    sim_cfg = {**catalogue_listens(departments), **config.get("simulators", {})}
+    configured = config.get("simulators", {})
+    derived = catalogue_listens(departments)
+    derived[FROM_CATALOGUE] = [
+        c for c in derived.get(FROM_CATALOGUE, []) if f"{c}_listen" not in configured
+    ]
+    sim_cfg = {**derived, **configured}
     async with run_simulators(sim_cfg, departments) as sims:
         log.info(
             "department simulators up: household %s, social security %s, property %s "

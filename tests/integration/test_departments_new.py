@@ -8,6 +8,7 @@ test's credentials and pointed at the simulators started here (gateway.devtools.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import socket
@@ -27,8 +28,10 @@ from adapters.base import (
 )
 from adapters.connectors import build_connector
 from adapters.connectors.soap import SoapConnector
-from adapters.simulators import Simulators, run_simulators
+from adapters.simulators import Simulators, run_simulators, serve_forever
+from adapters.simulators.datagen import generate
 from adapters.simulators.from_catalogue import simulator_departments
+from adapters.simulators.registers_db import NURSE_TABLE, RegisterFrontDb
 from gateway.catalogue import Catalogue
 from gateway.catalogue.load import parse_catalogue
 from gateway.config import merge_tables
@@ -523,3 +526,69 @@ async def test_disability_malformed_in_sqlite(sims: Simulators, tmp_path: Path) 
     await sims.added["disability"].server.duplicate(query.subject)
     with pytest.raises(DepartmentMalformed):
         await fetch(pointed(sims, tmp_path), "disability", query)
+
+
+# ---- `proofless simulators`: where the catalogue says the departments are -----------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_serve_forever_listens_at_the_catalogue_endpoints(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The gateway of `make run` calls each department at its catalogue endpoint; the
+    # simulators listen there. One whose address is taken (another run) is left out with a
+    # warning instead of stopping the others.
+    market, medical = free_port(), free_port()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        extra = {
+            "marriage": {"endpoint": f"http://127.0.0.1:{taken}/ws/hydj?wsdl"},
+            "business_licence": {
+                "endpoint": f"http://127.0.0.1:{market}",
+                "auth": {"token_url": f"http://127.0.0.1:{market}/oauth/token"},
+            },
+            "medical_insurance": {"endpoint": f"http://127.0.0.1:{medical}"},
+        }
+        deployed = catalogue_with(deployment(tmp_path, **extra))
+        config = {
+            "simulators": {
+                "seed": SEED,
+                "population": SIZE,
+                "household_listen": "127.0.0.1:0",
+                "social_security_listen": "127.0.0.1:0",
+            },
+            "departments": simulator_departments(deployed),
+        }
+        caplog.set_level(logging.INFO, logger="proofless.simulators")
+        task = asyncio.create_task(serve_forever(config))
+        try:
+            for _ in range(500):
+                if any("simulators up" in r.getMessage() for r in caplog.records):
+                    break
+                await asyncio.sleep(0.02)
+            assert not task.done()
+            messages = [r.getMessage() for r in caplog.records]
+            assert any(f"marriage is not simulated: 127.0.0.1:{taken} is in use" in m
+                       for m in messages)  # fmt: skip
+            # the others are where the catalogue says: the connector finds them unchanged
+            query = RecordQuery(insured_person(), "r", "medical_insurance")
+            fetched = await fetch(deployed, "medical_insurance", query)
+            assert fetched.record["scheme"] == "employee"
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            nurse_db = RegisterFrontDb(NURSE_TABLE, [], MARIADB, schema=own_database(tmp_path))
+            if await nurse_db.answers():
+                await nurse_db.drop()
+
+
+def insured_person() -> str:
+    return generate(SEED, SIZE).scenarios["insured"]
