@@ -307,6 +307,40 @@ async def test_an_issuers_jwks_that_trusts_no_issuer_is_refused_at_start(
             pass
 
 
+async def test_a_new_issuer_key_is_trusted_without_a_restart(
+    make_stack: Callable[..., Any], pki: DevPki, tmp_path: Path
+) -> None:
+    """The issuers' keys were said to load once at start: an issuer's rotation needs the
+    gateway to follow its JWKS file, and it does."""
+    citizen_app = load_ed25519_private_key(pki.consent_issuer_key)
+    rotated = Ed25519PrivateKey.generate()
+    issuers = tmp_path / "issuers.jwks.json"
+    issuers.write_text(json.dumps(jws.jwks_of(citizen_app.public_key())))
+    async with make_stack({"consent": {"issuers_jwks": str(issuers)}}, tmp_path / "run") as stack:
+        applicant = stack.scenarios["household_head"]
+        stub = await stack.verification(CONSENT_CALLER)
+        n = 0
+
+        async def accepted() -> bool:
+            nonlocal n
+            n += 1
+            case = f"K11-B-R{n}"
+            token = consent_for(rotated, applicant, case)
+            try:
+                await stub.GetHouseholdRecord(consent_request(applicant, case, token))
+            except grpc.aio.AioRpcError as err:
+                if err.code() != grpc.StatusCode.PERMISSION_DENIED:
+                    raise
+                return False
+            return True
+
+        assert not await accepted()
+        issuers.write_text(
+            json.dumps(jws.jwks_of([citizen_app.public_key(), rotated.public_key()]))
+        )
+        await poll(accepted, "the gateway trusting the issuer's new key")
+
+
 # ---- c. one use of a consent token across replicas -------------------------------------------
 
 
