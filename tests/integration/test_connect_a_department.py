@@ -170,7 +170,9 @@ async def test_an_unknown_person_has_no_degree(edu: Stack) -> None:
     window = await edu.verification("quangang-window")
     reply = await window.GetEvidence(
         pb.EvidenceRequest(
-            context=context("TQ-5"), applicant=pb.Applicant(id_number=NOBODY), evidence_type="degree"
+            context=context("TQ-5"),
+            applicant=pb.Applicant(id_number=NOBODY),
+            evidence_type="degree",
         )
     )
     assert list(reply.records) == []
