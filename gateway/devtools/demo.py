@@ -81,6 +81,7 @@ class Tour:
     ) -> Any:
         self.step += 1
         print(f"\n[{self.step:2}] {title}\n     caller: {caller}")
+        t0 = time.perf_counter()
         try:
             response = await call(self.stub(caller))
         except grpc.aio.AioRpcError as err:
@@ -99,6 +100,19 @@ class Tour:
                     f"     → {r.id}: {r.type} {dict(r.params) if hasattr(r, 'params') else ''}"
                     f"{VERDICTS.get(r.verdict, '?')}{note}"
                 )
+        elif isinstance(response, pb.CheckItemResponse):
+            for req in response.requirements:
+                who = f" [{req.party}]" if req.party else ""
+                what = req.claim_type or "group"
+                undetermined = req.verdict == pb.VERDICT_UNDETERMINED
+                note = f" ({req.status.message})" if undetermined else ""
+                print(f"     · {req.name}{who}: {what} {VERDICTS.get(req.verdict, '?')}{note}")
+            for p in response.prefill:
+                print(f"     · prefill {p.name}: {len(p.records)} {p.evidence_type} record(s)")
+            print(
+                f"     → item {response.service_item}: {VERDICTS.get(response.verdict, '?')}"
+                f" in {(time.perf_counter() - t0) * 1000:.0f} ms, one call"
+            )
         else:
             print(f"     → {_brief(response)}")
         att = getattr(response, "attestation", None)
@@ -287,6 +301,17 @@ async def tour(t: Tour, s: dict[str, str], pki: DevPki) -> None:
         expect=code.PERMISSION_DENIED,
     )
     await t.run(
+        "一件事一次办: the buyer under the purchase limit, every requirement in one call "
+        "(CheckItem)",
+        "quangang-window",
+        lambda c: c.CheckItem(
+            pb.CheckItemRequest(
+                context=_ctx("housing-transfer", "QG-2026-000418", "buyer eligibility"),
+                applicant=pb.Applicant(id_number=s["no_property"]),
+            )
+        ),
+    )
+    await t.run(
         "a system asking beyond its use-licence list → refused (用证清单)",
         "quangang-window",
         lambda c: c.GetSocialSecurityRecord(
@@ -326,7 +351,12 @@ async def _demo(raw: dict[str, Any], config_path: Path) -> int:
     raw = merge_tables(
         raw,
         {
-            "server": {"listen": "127.0.0.1:0", "ops_listen": "127.0.0.1:0", "grace_seconds": 1},
+            "server": {
+                "listen": "127.0.0.1:0",
+                "ops_listen": "127.0.0.1:0",
+                "http_listen": "",
+                "grace_seconds": 1,
+            },
             "audit": {"dir": str(DEMO_STATE / "audit"), "origin": "proofless.dev/demo"},
             "simulators": {
                 "household_listen": "127.0.0.1:0",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 import ssl
 import time
@@ -26,6 +27,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from adapters.base import DepartmentAdapter
+from gateway.audit.entry import utc_timestamp
 from gateway.audit.log import AuditLog
 from gateway.audit.storage import read_pepper
 from gateway.audit.witnessing import witnessed_paths
@@ -44,6 +46,7 @@ from gateway.crypto.keys import (
 from gateway.crypto.proofs import ProofSigner
 from gateway.domain.access import Access
 from gateway.domain.errors import ConfigError, ProoflessError, Unauthenticated
+from gateway.domain.validation import PERSONAL_NUMBER
 from gateway.ops.http import OpsServer
 from gateway.ops.metrics import Metrics
 from gateway.ops.tlog import AuditPublishing
@@ -53,7 +56,7 @@ from gateway.server.call import Audited, current_call
 from gateway.server.departments import Departments
 from gateway.server.http_door import HttpDoor
 from gateway.server.identity import Caller, caller_from_pem
-from gateway.server.in_force import InForce, load_in_force, watched_paths
+from gateway.server.in_force import InForce, config_entry, load_in_force, watched_paths
 from gateway.server.interceptors import GatewayInterceptor
 from gateway.server.ratelimit import build_rate_limiter
 from gateway.server.verification import ServiceDeps, VerificationServicer
@@ -131,7 +134,7 @@ class RunningGateway:
 
     def reload_rules(self) -> None:
         """SIGHUP: reload the policy and the catalogue now."""
-        _reload_rules(self.rules, self.departments)
+        _reload_rules(self.rules, self.departments, audit=self.audit)
 
 
 def _grpc_options(config: Config) -> list[tuple[str, Any]]:
@@ -195,6 +198,10 @@ async def running_gateway(
         checkpoint_every_ms=config.audit.checkpoint_every_ms,
         segment_bytes=config.audit.segment_bytes,
         witnessed=witnessed_paths(config.audit.dir),  # cosigned by witnesses: no rollback
+    )
+    # the rules this process starts with, in the log before any access they decide
+    await audit.append(
+        config_entry(time=utc_timestamp(), trigger="start", old=None, new=rules.value)
     )
     departments = Departments(metrics, replace=adapters)
     departments.update(rules.value.catalogue)
@@ -378,14 +385,53 @@ async def running_gateway(
 
 
 def _reload_rules(
-    rules: Reloadable[InForce], departments: Departments, *, force: bool = True
+    rules: Reloadable[InForce],
+    departments: Departments,
+    *,
+    force: bool = True,
+    audit: AuditLog | None = None,
 ) -> None:
-    """Reload the policy and catalogue; connect the departments a new catalogue changed."""
-    if rules.reload(force=force):
+    """Reload the policy and catalogue; connect the departments a new catalogue changed.
+
+    Every load that takes effect, and every refused one, is itself an audit entry (kind
+    "config": the trigger, the old and new versions, what changed or why it was refused), so
+    the log says which rules decided each access and when they changed."""
+    before, error_before = rules.value, rules.last_error
+    applied = rules.reload(force=force)
+    if applied:
         try:
             departments.update(rules.value.catalogue)
         except ProoflessError as err:
             log.error("departments not reconnected: %s", err.diagnostics())
+    refused = rules.last_error if not applied and rules.last_error != error_before else ""
+    if audit is None or not (applied or refused):
+        return
+    entry = config_entry(
+        time=utc_timestamp(),
+        trigger="sighup" if force else "change",
+        old=before,
+        new=rules.value,
+        refused=_redacted(refused),
+    )
+    task = asyncio.get_running_loop().create_task(_append_config(audit, entry))
+    _CONFIG_APPENDS.add(task)
+    task.add_done_callback(_CONFIG_APPENDS.discard)
+
+
+_CONFIG_APPENDS: set[asyncio.Task[None]] = set()
+PERSONAL_NUMBER_RE = re.compile(PERSONAL_NUMBER)
+
+
+def _redacted(text: str) -> str:
+    """A refusal's message, any personal number in it replaced (a file could hold one)."""
+    return PERSONAL_NUMBER_RE.sub("[redacted]", text)
+
+
+async def _append_config(audit: AuditLog, entry: dict[str, Any]) -> None:
+    try:
+        await audit.append(entry)
+    except ProoflessError as err:  # the log is failing: readiness says so, calls fail closed
+        log.error("configuration change not audited: %s", err.diagnostics())
 
 
 async def _watch(
@@ -395,7 +441,7 @@ async def _watch(
     signed_size = -1
     rules, *others = files
     while True:
-        _reload_rules(rules, departments, force=False)
+        _reload_rules(rules, departments, force=False, audit=audit)
         for f in others:
             f.reload()
         checkpoint = audit.latest_checkpoint()

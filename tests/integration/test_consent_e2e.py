@@ -67,7 +67,7 @@ async def call(stack: Stack, req: pb.RecordRequest, request_id: str) -> pb.House
 async def entry_for(stack: Stack, request_id: str) -> dict[str, Any]:
     log = stack.gateway.audit
     found = [json.loads(e) for e in await log.entries(0, log.tree_size)]
-    [entry] = [e for e in found if e["request_id"] == request_id]
+    [entry] = [e for e in found if e.get("request_id") == request_id]
     return entry
 
 

@@ -94,7 +94,7 @@ def reason_of(err: grpc.aio.AioRpcError) -> str:
 async def audited(stack: Stack, request_id: str) -> list[dict[str, Any]]:
     log = stack.gateway.audit
     entries = [json.loads(e) for e in await log.entries(0, log.tree_size)]
-    return [e for e in entries if e["request_id"] == request_id]
+    return [e for e in entries if e.get("request_id") == request_id]
 
 
 async def assert_healthy(stack: Stack) -> None:

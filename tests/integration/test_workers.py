@@ -106,7 +106,11 @@ def listening(pid: int, port: int) -> bool:
 
 
 def shard_sizes(audit_dir: Path) -> list[int]:
-    return [sum(1 for _ in tools.iter_entries(audit_dir / f"worker-{i}")) for i in range(2)]
+    """Accesses per shard (each shard also records the rules its worker started with)."""
+    return [
+        sum(1 for e in tools.iter_entries(audit_dir / f"worker-{i}") if e["kind"] == "access")
+        for i in range(2)
+    ]
 
 
 async def read_banner(proc: asyncio.subprocess.Process) -> str:
