@@ -312,6 +312,17 @@ async def tour(t: Tour, s: dict[str, str], pki: DevPki) -> None:
         ),
     )
     await t.run(
+        "护士执业注册延续 AI 秒批: a nurse's renewal decided in one call over four departments "
+        "(registration and employer, residence, contributions, medical insurance)",
+        "ningde-window",
+        lambda c: c.CheckItem(
+            pb.CheckItemRequest(
+                context=_ctx("nurse-renewal", "ND-2026-007731"),
+                applicant=pb.Applicant(id_number=s["nurse_renewal_due"]),
+            )
+        ),
+    )
+    await t.run(
         "a system asking beyond its use-licence list → refused (用证清单)",
         "quangang-window",
         lambda c: c.GetSocialSecurityRecord(

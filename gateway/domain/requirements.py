@@ -21,6 +21,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+#: `{ party = "applicant" }` binds a parameter to the applicant (e.g. the legal
+#: representative of the business a requirement is about)
+APPLICANT = "applicant"
+
 HOLDS = "HOLDS"
 DOES_NOT_HOLD = "DOES_NOT_HOLD"
 UNDETERMINED = "UNDETERMINED"
@@ -61,10 +65,11 @@ class Requirement:
         return "claim" if self.claim else "prefill"
 
     def roles(self) -> frozenset[str]:
+        """The request's parties it needs ("applicant" names the applicant: not a party)."""
         found = {p.party for p in self.params.values() if p.party}
         if self.subject_party:
             found.add(self.subject_party)
-        return frozenset(found)
+        return frozenset(found - {APPLICANT})
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from gateway.catalogue.schema import Catalogue
 from gateway.domain.errors import InvalidArgument, ProoflessError, RecordNotFound
 from gateway.domain.policy import ServiceItem
 from gateway.domain.requirements import (
+    APPLICANT,
     UNDETERMINED,
     Requirement,
     combine,
@@ -94,6 +95,8 @@ def plan_item(
             for name, source in req.params.items():
                 if source.item_attribute:
                     raw[name] = item.attributes[source.item_attribute]
+                elif source.party == APPLICANT:
+                    raw[name] = applicant
                 elif source.party:
                     raw[name] = party_subject
                 else:

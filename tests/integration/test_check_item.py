@@ -165,3 +165,80 @@ async def test_refusals(stack: Stack, mutate: Any, code: str | None, reason: str
         await window.CheckItem(request, timeout=10)
     expected = code or "INVALID_ARGUMENT"
     assert info.value.code().name == expected
+
+
+async def test_the_nurse_renewal_in_one_call_over_four_departments(stack: Stack) -> None:
+    """护士执业注册延续: registration valid at the employer she is enrolled by, renewal due,
+    resident, still paying, insured; the proof verifies with an independent JOSE library."""
+    from joserfc import jws as jose_jws  # noqa: PLC0415
+    from joserfc.jwk import KeySet  # noqa: PLC0415
+
+    nurse = stack.scenarios["nurse_renewal_due"]
+    window = await stack.verification("ningde-window")
+    log = stack.gateway.audit
+    before = log.tree_size
+    reply = await window.CheckItem(
+        pb.CheckItemRequest(
+            context=pb.RequestContext(service_item="nurse-renewal", case_id="ND-CI-1"),
+            applicant=pb.Applicant(id_number=nurse),
+        ),
+        timeout=10,
+    )
+    results = by_name(reply)
+    assert {n: r.verdict for n, r in results.items()} == {
+        "registration": HOLDS, "due": HOLDS, "resident": HOLDS, "still_working": HOLDS,
+        "insured": HOLDS,
+    }  # fmt: skip
+    assert reply.verdict == HOLDS
+    (form,) = reply.prefill
+    assert set(dict(form.records[0])) == {"certificate_number", "employer", "category",
+                                          "valid_until"}  # fmt: skip
+    (line,) = await log.entries(before, before + 1)
+    assert json.loads(line)["departments"] == [
+        "household", "medical_insurance", "nurse", "social_security",
+    ]  # fmt: skip
+    keyset = KeySet.import_key_set(dict(stack.gateway.signer.jwks()))
+    token = jose_jws.deserialize_compact(reply.attestation.proof, keyset, algorithms=["EdDSA"])
+    assert json.loads(token.payload)["data"]["verdict"] == "HOLDS"
+
+    changed = stack.scenarios["nurse_employer_changed"]
+    reply = await window.CheckItem(
+        pb.CheckItemRequest(
+            context=pb.RequestContext(service_item="nurse-renewal", case_id="ND-CI-2"),
+            applicant=pb.Applicant(id_number=changed),
+        ),
+        timeout=10,
+    )
+    assert by_name(reply)["registration"].verdict == NOT
+    assert reply.verdict == NOT
+
+
+async def test_opening_a_restaurant_names_the_business_as_a_party(stack: Stack) -> None:
+    """开餐馆一件事: the operator applies; the business (an organisation, by its credit code) is
+    a party whose licence must be in force for catering and represented by the applicant."""
+    owner = stack.scenarios["business_owner"]
+    business = stack.sims.registers.organisations["restaurant_sole_trader"]
+    window = await stack.verification("huli-window")
+
+    async def check(applicant: str, party: str) -> pb.CheckItemResponse:
+        return await window.CheckItem(
+            pb.CheckItemRequest(
+                context=pb.RequestContext(
+                    service_item="catering-licence", case_id="HL-CI-1", purpose="catering"
+                ),
+                applicant=pb.Applicant(id_number=applicant),
+                parties=[pb.Party(role="business", subject=pb.Applicant(credit_code=party))],
+            ),
+            timeout=10,
+        )
+
+    reply = await check(owner, business)
+    results = by_name(reply)
+    assert results["licence"].verdict == HOLDS
+    assert results["licence"].party == "business#1"
+    assert results["operator"].verdict == HOLDS
+    (prefill,) = reply.prefill
+    assert dict(prefill.records[0])["kind"]
+    # someone else applying for the owner's business is not its operator
+    other = stack.scenarios["household_head"]
+    assert by_name(await check(other, business))["operator"].verdict == NOT

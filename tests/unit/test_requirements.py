@@ -136,3 +136,11 @@ def test_decide_must_name_something() -> None:
             ITEM.replace(b'region = "350505"\n', b'region = "350505"\ndecide = "x"\n')
             + b'[items.i.requires.a]\nclaim = "household.residence"\n'
         )
+
+
+def test_the_applicant_is_not_a_party() -> None:
+    catering = deployed_policy().items["catering-licence"].requirements
+    assert catering.roles() == {"business"}
+    operator = catering.requirements["operator"]
+    assert operator.params["person_id_number"].party == "applicant"
+    assert operator.subject_party == "business"
