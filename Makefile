@@ -65,7 +65,12 @@ fmt: $(STAMP)  ## format the code
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: certs  ## measure the gateway against bare grpc.aio baselines (see BENCHMARKS.md)
+# The bench extra: the CEL libraries bench/cel.py compares with the compiled claim rules.
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	touch $@
+
+bench: certs $(VENV)/.bench-installed  ## measure the gateway against bare grpc.aio baselines (see BENCHMARKS.md)
 	$(BIN)/python -m bench
 
 soak: $(STAMP)  ## 10 minutes at ~70% of capacity: errors and gateway RSS growth (≤ 10%)

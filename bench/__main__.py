@@ -24,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import micro
+from bench import cel, micro
 from bench.procs import CLIENT_CORE, SERVER_CORE, Server, run_client, start_server
 from bench.setup import prepare
 
@@ -401,6 +401,8 @@ def main() -> int:
         other[k] = round(v)
     audit = micro.audit_figures(5_000 if args.quick else 100_000, 20_000 if args.quick else 200_000)
     other.update({k: round(v, 3) if isinstance(v, float) else v for k, v in audit.items()})
+    print("CEL claim rules (in process, bench/cel.py):", flush=True)
+    cel_figures = cel.measure(quick=args.quick)
     mem_kib = [r["kib_per_1000"] for r in mem]
     other["memory_mib_per_1000_in_flight (median)"] = round(statistics.median(mem_kib) / 1024, 2)
 
@@ -472,10 +474,12 @@ def main() -> int:
         "ratios": ratios,
         "targets": TARGETS,
         "other": other,
+        "cel": cel_figures,
         "notes": notes,
     }
     args.output.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     print(table(results))
+    print("\n" + cel.table(cel_figures))
     print(f"\nwrote {args.output}")
     return 0
 

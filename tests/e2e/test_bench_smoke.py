@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.cel import PROBES
 from bench.inproc import STAGES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,6 +55,14 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     ):
         assert other[key] > 0
     assert "gw_mem/b0" in done.stdout
+    # bench/cel.py: every CEL library that ran gave the compiled rules' answers
+    cel = results["cel"]["candidates"]
+    assert {"compiled", "cel-expr-python"} <= set(cel)
+    for figures in cel.values():
+        agreed, total = figures["agree"].split("/")
+        assert agreed == total, figures["disagreements"]
+        assert figures["call_us"]["social_security.contribution"]["median"] > 0
+    assert cel["compiled"]["errors_refused_at_load"] == len(PROBES)
 
 
 @pytest.mark.parametrize("stage", ["", *sorted(STAGES)])
