@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.audit import merkle
 from gateway.audit.entry import KIND_RECOVERY, canonical_json, check_entry, utc_timestamp
+from gateway.audit.index import IndexFull, MemoryIndex
 from gateway.audit.note import Checkpoint, NoteSigner, SignedCheckpoint
 from gateway.audit.storage import (
     CHECKPOINTS,
@@ -137,8 +138,9 @@ class AuditLog:
         self._every_s = checkpoint_every_ms / 1000
         self._segments = SegmentStore(directory, segment_bytes)
         self._tiles = TileTree(directory)
-        #: subject → entry indexes; the part before `_indexed_from` fills in in the background
-        self._subjects: dict[str, array[int]] = {}
+        #: subject → entry indexes, bounded (gateway.audit.index); the entries there at
+        #: opening fill in in the background
+        self._subjects = MemoryIndex()
         self._indexed = asyncio.Event()
         self._index_failure: BaseException | None = None
         self._latest: SignedCheckpoint | None = None
@@ -421,15 +423,22 @@ class AuditLog:
         """Fill the subject index for entries [0, end) from the segments, off the event loop.
 
         Entries appended after opening are indexed by the writer as they land; the two parts
-        are joined here, in index order, before `accesses` answers.
+        are joined here, in index order, before `accesses` answers. The index's bounds hold
+        while it is built: past one, the scan stops and the index reports itself full. With
+        the index off (the gateway lists from PostgreSQL) the scan stops at the next segment.
         """
+        index = self._subjects
         found: dict[str, array[int]] = {}
+        entries = 0
         try:
             for segment in list(self._segments.segments):
-                if segment.first >= end:
+                if segment.first >= end or not index.enabled:
                     break
-                await asyncio.to_thread(self._scan_subjects, segment.path, segment.first,
-                                        min(end, segment.first + segment.count), found)  # fmt: skip
+                entries = await asyncio.to_thread(self._scan_subjects, segment.path,
+                    segment.first, min(end, segment.first + segment.count), found,
+                    entries=entries, bounds=index)  # fmt: skip
+        except IndexFull:
+            index.overflow()
         except OSError as exc:
             log.error("audit subject index could not be built: %s", exc)
             self._index_failure = exc
@@ -437,14 +446,22 @@ class AuditLog:
             self._index_failure = exc
             raise
         else:
-            for subject, later in self._subjects.items():
-                found.setdefault(subject, array("Q")).extend(later)
-            self._subjects = found
+            index.join(found, entries)
         finally:
             self._indexed.set()
 
     @staticmethod
-    def _scan_subjects(path: Path, first: int, end: int, found: dict[str, array[int]]) -> None:
+    def _scan_subjects(
+        path: Path,
+        first: int,
+        end: int,
+        found: dict[str, array[int]],
+        *,
+        entries: int,
+        bounds: MemoryIndex,
+    ) -> int:
+        """Add the subjects of a segment's entries [first, end) to `found`, which holds
+        `entries` already; the new total, or IndexFull past `bounds`."""
         with open(path, "rb") as f:
             lines = f.read().split(b"\n")[: end - first]
         search, search_all, hexes = _SUBJECT.search, _SUBJECTS.search, _HEX64.findall
@@ -459,6 +476,10 @@ class AuditLog:
                 if subject not in found:
                     found[subject] = array("Q")
                 found[subject].append(i)
+            entries += len(subjects)
+            if subjects and bounds.over(len(found), entries):
+                raise IndexFull
+        return entries
 
     # -- appending -------------------------------------------------------------------------
 
@@ -594,11 +615,7 @@ class AuditLog:
     ) -> None:
         """On the loop: a batch is durable; add it to the tree and the index, answer it."""
         self._tiles.add(hashes)
-        index = self._subjects
-        for subject, i in subjects:
-            if subject not in index:
-                index[subject] = array("Q")
-            index[subject].append(i)
+        self._subjects.landed(subjects)
         batch.set_result((first, hashes))
         if self._latest is None or self.tree_size - self._latest.size >= self._every_entries:
             self._checkpoint_due.set()
@@ -722,12 +739,19 @@ class AuditLog:
     async def accesses(self, subject: str) -> list[int]:
         """Indexes of the entries about this subject (HMAC of an ID number), in order.
 
-        Waits for the background index of the entries that were there at opening.
+        Waits for the background index of the entries that were there at opening. UNAVAILABLE
+        (AUDIT_INDEX_FULL) once the index went past its bounds.
         """
         await self._indexed.wait()
         if self._index_failure is not None:
             raise Unavailable("the audit subject index is unavailable", reason=AUDIT_UNAVAILABLE)
-        return list(self._subjects.get(subject, ()))
+        return self._subjects.get(subject)
+
+    @property
+    def subject_index(self) -> MemoryIndex:
+        """The in-memory subject index behind `accesses`: its bounds are set (or it is
+        turned off) by the gateway after opening; its `grown` event is set as batches land."""
+        return self._subjects
 
     # -- closing ---------------------------------------------------------------------------
 

@@ -9,23 +9,25 @@ citizen's token from the identity provider (gateway.crypto.citizen), is held to 
 policy, and each listing is itself an audit entry under the citizen's subject. Entries hidden
 from the citizen (covert accesses under embargo) are filtered before a page is cut, and the
 page token is sealed for the subject (gateway.crypto.pagetoken): it tells nothing and works
-for no one else.
+for no one else. The listing comes from the subject index in force (gateway.audit.index):
+this log's, in memory, or the cluster's in PostgreSQL, which every shard feeds; a token holds
+a position in that index and is refused by any other.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 from google.protobuf import timestamp_pb2
 
 from gateway.audit import merkle
-from gateway.audit.entry import KIND_ACCESS, subject_of
+from gateway.audit.entry import subject_of
+from gateway.audit.index import AccessIndex, IndexedAccess, LogIndex
 from gateway.audit.log import AuditLog
 from gateway.crypto.citizen import verify_citizen_token
 from gateway.crypto.pagetoken import BadPageToken, PageTokens
@@ -46,24 +48,21 @@ def _bad(field: str, why: str) -> InvalidArgument:
     return InvalidArgument([FieldViolation(field, why)])
 
 
-def _timestamp(text: Any) -> timestamp_pb2.Timestamp | None:
-    ts = timestamp_pb2.Timestamp()
-    try:
-        ts.FromJsonString(str(text))
-    except ValueError:
-        return None
-    return ts
-
-
-def _hidden_from_citizen(entry: dict[str, Any], today: date) -> bool:
-    """Covert accesses (by policy) stay hidden from the portal until their embargo date."""
-    until = entry.get("covert_until")
-    if not until:
-        return False
-    try:
-        return date.fromisoformat(str(until)) > today
-    except ValueError:
-        return True  # an unreadable embargo errs on the side of the investigation
+def _access(found: IndexedAccess) -> audit_pb2.Access:
+    access = audit_pb2.Access(
+        caller=found.caller,
+        service_item=found.service_item,
+        purpose=found.purpose,
+        record_type=found.record_type,
+        outcome=found.outcome,
+        audit_index=found.index,
+        audit_log=found.log,
+    )
+    if found.time is not None:
+        ts = timestamp_pb2.Timestamp()
+        ts.FromDatetime(found.time)
+        access.time.CopyFrom(ts)
+    return access
 
 
 @dataclass(frozen=True)
@@ -75,6 +74,8 @@ class AuditDeps:
     limiter: RateLimiter
     audited: Audited
     catalogue_version: Callable[[], str] = lambda: ""
+    #: the subject index ListAccesses reads; None: this log's, in memory
+    index: AccessIndex | None = None
 
 
 class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
@@ -82,7 +83,10 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         self._d = deps
         self._log = deps.log
         self._pepper = deps.pepper
-        self._pages = PageTokens(deps.pepper, "ListAccesses")
+        self._index: AccessIndex = deps.index or LogIndex(deps.log)
+        # a token names a position in one index: another index (another shard's memory
+        # index, another PostgreSQL schema) refuses it rather than misread it
+        self._pages = PageTokens(deps.pepper, f"ListAccesses {self._index.scope}")
 
     def _require(self, *roles: str) -> str:
         """The caller's id, if the policy in force gives it one of `roles`."""
@@ -176,14 +180,16 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
                     portal=caller.id,
                     now=time.time(),
                 )
-            # A listing sees the log as it was at its first page: its own entries (each page
-            # is an access about the citizen) never extend it.
-            start, bound = 0, self._log.tree_size
+            # A listing sees the index as it was at its first page: its own entries (each
+            # page is an access about the citizen) and later ones, from any shard, never
+            # extend it.
             if request.page_token:
                 try:
                     start, bound = self._pages.open(request.page_token, subject)
                 except BadPageToken:
                     raise _bad("page_token", "is not a token this service issued") from None
+            else:
+                start, bound = 0, await self._index.snapshot()
             reply = await self._list(
                 subject, start, bound, request.page_size, auditor=role == "auditor"
             )
@@ -196,37 +202,19 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         self, subject: str, start: int, bound: int, page_size: int, *, auditor: bool
     ) -> audit_pb2.ListAccessesResponse:
         page_size = min(page_size or DEFAULT_PAGE, MAX_PAGE)
-        today = datetime.now(UTC).date()
-        accesses: list[audit_pb2.Access] = []
+        # the index leaves out what the citizen may not see before the page is cut: a hidden
+        # entry never shapes a page or a token
+        today = None if auditor else datetime.now(UTC).date()
+        found = await self._index.page(
+            subject, start=start, bound=bound, limit=page_size + 1, today=today
+        )
         next_token = ""
-        for index in await self._log.accesses(subject):
-            if index < start:
-                continue
-            if index >= bound:
-                break
-            (line,) = await self._log.entries(index, index + 1)
-            entry = json.loads(line)
-            # filtered before the page is cut: a hidden entry never shapes a page or a token
-            if entry.get("kind") != KIND_ACCESS:
-                continue
-            if not auditor and _hidden_from_citizen(entry, today):
-                continue
-            if len(accesses) == page_size:
-                next_token = self._pages.seal(index, bound, subject)
-                break
-            access = audit_pb2.Access(
-                caller=str(entry.get("caller", "")),
-                service_item=str(entry.get("service_item", "")),
-                purpose=str(entry.get("purpose", "")),
-                record_type=str(entry.get("record_type", "")),
-                outcome=str(entry.get("outcome", "")),
-                audit_index=index,
-            )
-            ts = _timestamp(entry.get("time"))
-            if ts is not None:
-                access.time.CopyFrom(ts)
-            accesses.append(access)
-        return audit_pb2.ListAccessesResponse(accesses=accesses, next_page_token=next_token)
+        if len(found) > page_size:
+            next_token = self._pages.seal(found[page_size].position, bound, subject)
+            del found[page_size:]
+        return audit_pb2.ListAccessesResponse(
+            accesses=[_access(a) for a in found], next_page_token=next_token
+        )
 
 
 def _id_number(text: str) -> str:

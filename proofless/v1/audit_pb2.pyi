@@ -95,7 +95,7 @@ class ListAccessesRequest(_message.Message):
     def __init__(self, id_number: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., citizen_token: _Optional[str] = ...) -> None: ...
 
 class Access(_message.Message):
-    __slots__ = ("time", "caller", "service_item", "purpose", "record_type", "outcome", "audit_index")
+    __slots__ = ("time", "caller", "service_item", "purpose", "record_type", "outcome", "audit_index", "audit_log")
     TIME_FIELD_NUMBER: _ClassVar[int]
     CALLER_FIELD_NUMBER: _ClassVar[int]
     SERVICE_ITEM_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +103,7 @@ class Access(_message.Message):
     RECORD_TYPE_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     AUDIT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_LOG_FIELD_NUMBER: _ClassVar[int]
     time: _timestamp_pb2.Timestamp
     caller: str
     service_item: str
@@ -110,7 +111,8 @@ class Access(_message.Message):
     record_type: str
     outcome: str
     audit_index: int
-    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., caller: _Optional[str] = ..., service_item: _Optional[str] = ..., purpose: _Optional[str] = ..., record_type: _Optional[str] = ..., outcome: _Optional[str] = ..., audit_index: _Optional[int] = ...) -> None: ...
+    audit_log: str
+    def __init__(self, time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., caller: _Optional[str] = ..., service_item: _Optional[str] = ..., purpose: _Optional[str] = ..., record_type: _Optional[str] = ..., outcome: _Optional[str] = ..., audit_index: _Optional[int] = ..., audit_log: _Optional[str] = ...) -> None: ...
 
 class ListAccessesResponse(_message.Message):
     __slots__ = ("accesses", "next_page_token")
