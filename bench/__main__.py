@@ -36,13 +36,20 @@ FIGURES = {
     "b1": ("b1", "household"),
     "gw_http": ("gw-http", "household"),
     "gw_claims": ("gw-http", "claims"),
+    # the nurse renewal over four departments: one CheckItem, and its requirements asked one
+    # call each (five VerifyClaims and a GetEvidence, sent together)
+    "gw_item": ("gw-http", "item"),
+    "gw_item_separate": ("gw-http", "item-separate"),
 }
 TARGETS = {
     "gw_mem/b0": 0.50,
     "gw_http/b1": 0.80,
     "added_p50_ms": 1.0,
     "workers_2/1": 1.4,
+    "item/separate": 1.0,  # at most: one call must cost less than the separate ones
+    "verify_claims/record": 1.8,  # at most (issue: VerifyClaims over three ≤ 1.8× one record)
 }
+AT_MOST = ("added_p50_ms", "item/separate", "verify_claims/record")
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -319,7 +326,11 @@ def table(results: dict[str, Any]) -> str:
         lines.append(
             f"{key:36s}"
             + "".join(f"{s[k]:10.2f}" for k in ("min", "median", "max"))
-            + (f"   {'≤' if key == 'added_p50_ms' else '≥'} {target}" if target else "")
+            + (
+                f"   {'≤' if key.removesuffix(' (by server CPU)') in AT_MOST else '≥'} {target}"
+                if target
+                else ""
+            )
         )
     lines.append("")
     for key, value in results["other"].items():
@@ -433,6 +444,13 @@ def main() -> int:
         ),
         "added_p50_ms": summary(
             [g["p50_ms"] - b["p50_ms"] for b, g in zip(lat["b1"], lat["gw_http"], strict=True)]
+        ),
+        # server CPU per decision of the nurse renewal: below 1 when one call is cheaper
+        "item/separate (by server CPU)": summary(
+            per_round("gw_item", "gw_item_separate", "server_us_per_call")
+        ),
+        "verify_claims/record (by server CPU)": summary(
+            per_round("gw_claims", "gw_http", "server_us_per_call")
         ),
     }
     if workers is not None:

@@ -40,16 +40,61 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: how long a server (a `--workers` supervisor still starting its workers, on a busy machine)
 #: may take to accept the first connection; a readiness wait, not a measurement
 CONNECT_TIMEOUT_S = 60.0
-METHODS = {
-    "household": "/proofless.v1.VerificationService/GetHouseholdRecord",
-    "claims": "/proofless.v1.VerificationService/VerifyClaims",
-}
+SERVICE = "/proofless.v1.VerificationService/"
+#: --rpc: what one unit of work is; `item-separate` is the nurse renewal's requirements asked
+#: one call each (sent together, as an approval system in a hurry would), `item` the same in
+#: one CheckItem call
+RPCS = ("household", "claims", "item", "item-separate")
+NURSE_CALLER = "ningde-window"
+NURSE_ITEM = "nurse-renewal"
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process, all its threads (/proc/<pid>/stat fields 14 and 15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+#: one unit of work: the calls (method path, serialized request) that make it
+Unit = list[tuple[str, bytes]]
+
+
+def request_units(rpc: str, ids: int = 1) -> tuple[str, list[Unit]]:
+    """(caller, units) for --rpc: the single-call RPCs as one-call units; the nurse renewal
+    as one CheckItem call or as its requirements asked one by one."""
+    if rpc in ("household", "claims"):
+        caller, bodies = request_bodies(rpc, ids)
+        method = SERVICE + ("GetHouseholdRecord" if rpc == "household" else "VerifyClaims")
+        return caller, [[(method, b)] for b in bodies]
+    nurse = scenarios()["nurse_renewal_due"]
+    ctx = pb.RequestContext(service_item=NURSE_ITEM, case_id="BENCH-2026-000002")
+    applicant = pb.Applicant(id_number=nurse)
+    if rpc == "item":
+        body = pb.CheckItemRequest(context=ctx, applicant=applicant).SerializeToString()
+        return NURSE_CALLER, [[(SERVICE + "CheckItem", body)]]
+    # the same requirements as deploy/config/policy.toml [items.nurse-renewal.requires]
+    claims = [
+        ("registration", "nurse.registration_valid", {"employer_matches": "true"}),
+        ("due", "nurse.renewal_due", {"within_days": "30"}),
+        ("resident", "household.residence", {"region": "350000"}),
+        ("still_working", "social_security.contribution", {"min_months": "12"}),
+        ("insured", "medical_insurance.enrolled", {"scheme": "employee"}),
+    ]
+    unit: Unit = [
+        (
+            SERVICE + "VerifyClaims",
+            pb.VerifyClaimsRequest(
+                context=ctx,
+                applicant=applicant,
+                claims=[pb.Claim(id=cid, type=kind, params=params)],
+            ).SerializeToString(),
+        )
+        for cid, kind, params in claims
+    ]
+    form = pb.EvidenceRequest(context=ctx, applicant=applicant, evidence_type="nurse")
+    form.read_mask.paths.extend(["certificate_number", "employer", "category", "valid_until"])
+    unit.append((SERVICE + "GetEvidence", form.SerializeToString()))
+    return NURSE_CALLER, [unit]
 
 
 def request_bodies(rpc: str, ids: int = 1) -> tuple[str, list[bytes]]:
@@ -142,15 +187,21 @@ class Window:
 
 
 async def _call(
-    call: Any,
-    body: bytes,
+    call: dict[str, Any],
+    unit: Unit,
     window: Window,
     timeout: float,  # noqa: ASYNC109 - the gRPC call's own deadline, passed through
     started: float | None = None,
 ) -> None:
+    """One unit of work on one channel (`call`: method → its callable): its calls sent
+    together; the unit's latency is the slowest's, an error in any fails the unit."""
     t0 = time.perf_counter() if started is None else started
     try:
-        await call(body, timeout=timeout)
+        if len(unit) == 1:
+            method, body = unit[0]
+            await call[method](body, timeout=timeout)
+        else:
+            await asyncio.gather(*(call[m](b, timeout=timeout) for m, b in unit))
     except grpc.aio.AioRpcError as err:
         window.record(0.0, err.code().name)
         return
@@ -158,7 +209,7 @@ async def _call(
 
 
 async def closed_loop(
-    calls: list[Any], bodies: list[bytes], args: argparse.Namespace, w: Window
+    calls: list[dict[str, Any]], bodies: list[Unit], args: argparse.Namespace, w: Window
 ) -> None:
     stop = False
     sent = 0
@@ -179,7 +230,7 @@ async def closed_loop(
 
 
 async def open_loop(
-    calls: list[Any], bodies: list[bytes], args: argparse.Namespace, w: Window
+    calls: list[dict[str, Any]], bodies: list[Unit], args: argparse.Namespace, w: Window
 ) -> None:
     """`rate` calls per second on a fixed schedule; latency counts from the scheduled time,
     so a client that falls behind shows it instead of hiding it."""
@@ -209,7 +260,9 @@ async def open_loop(
     w.close()
 
 
-async def held(calls: list[Any], bodies: list[bytes], args: argparse.Namespace, w: Window) -> None:
+async def held(
+    calls: list[dict[str, Any]], bodies: list[Unit], args: argparse.Namespace, w: Window
+) -> None:
     """Memory: `concurrency` calls in flight at once (the server holds each), RSS sampled
     while they are held; prints the server's RSS before and during."""
     rss0 = rss_kib(w.pids["server"])
@@ -234,7 +287,7 @@ def rss_kib(pid: int) -> int:
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     pki = DevPki(Path(args.workdir) / "pki")
-    caller, bodies = request_bodies(args.rpc, args.ids)
+    caller, bodies = request_units(args.rpc, args.ids)
     creds = credentials(pki, caller)
     options = [("grpc.ssl_target_name_override", "localhost")]
     channels = [
@@ -244,7 +297,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     try:
         for ch in channels:
             await asyncio.wait_for(ch.channel_ready(), CONNECT_TIMEOUT_S)
-        calls = [ch.unary_unary(METHODS[args.rpc]) for ch in channels]
+        methods = {m for unit in bodies for m, _ in unit}
+        calls = [{m: ch.unary_unary(m) for m in methods} for ch in channels]
         pids = dict(kv.split("=") for kv in args.pids.split(",") if kv)
         w = Window({k: int(v) for k, v in pids.items()})
         if args.mode == "closed":
@@ -271,7 +325,7 @@ def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workdir", required=True)
-    parser.add_argument("--rpc", choices=sorted(METHODS), default="household")
+    parser.add_argument("--rpc", choices=RPCS, default="household")
     parser.add_argument("--mode", choices=("closed", "open", "held"), default="closed")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--channels", type=int, default=4)
