@@ -33,6 +33,8 @@ RESULTS = Path(__file__).resolve().parent / "results.json"
 FIGURES = {
     "b0": ("b0", "household"),
     "gw_mem": ("gw-mem", "household"),
+    # the same server and call through the HTTP/JSON door (HTTP/1.1, keep-alive, mutual TLS)
+    "gw_mem_http": ("gw-mem", "household-http"),
     "b1": ("b1", "household"),
     "gw_http": ("gw-http", "household"),
     "gw_claims": ("gw-http", "claims"),
@@ -99,9 +101,10 @@ def throughput_rounds(
             pids = {"server": server.pid}
             if server_name in ("b1", "gw-http"):
                 pids["sims"] = sims.pid
+            port = int(server.info["http_port"]) if rpc.endswith("-http") else server.port
             result = run_client(
                 work,
-                server.port,
+                port,
                 pids,
                 rpc=rpc,
                 seconds=args.seconds,
@@ -446,6 +449,9 @@ def main() -> int:
             [g["p50_ms"] - b["p50_ms"] for b, g in zip(lat["b1"], lat["gw_http"], strict=True)]
         ),
         # server CPU per decision of the nurse renewal: below 1 when one call is cheaper
+        "http/grpc door (by server CPU)": summary(
+            per_round("gw_mem_http", "gw_mem", "server_us_per_call", invert=True)
+        ),
         "item/separate (by server CPU)": summary(
             per_round("gw_item", "gw_item_separate", "server_us_per_call")
         ),

@@ -17,12 +17,15 @@ import argparse
 import asyncio
 import json
 import os
+import ssl
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import grpc
+from google.protobuf import json_format
 
 from bench.setup import (
     CLAIMS_CALLER,
@@ -44,8 +47,10 @@ SERVICE = "/proofless.v1.VerificationService/"
 #: --rpc: what one unit of work is; `item-separate` is the nurse renewal's requirements asked
 #: one call each (sent together, as an approval system in a hurry would), `item` the same in
 #: one CheckItem call
-RPCS = ("household", "claims", "item", "item-separate")
+RPCS = ("household", "household-http", "claims", "item", "item-separate")
 NURSE_CALLER = "ningde-window"
+#: GetHouseholdRecord's route on the HTTP/JSON door (its google.api.http annotation)
+HTTP_HOUSEHOLD = "/v1/records/household"
 NURSE_ITEM = "nurse-renewal"
 
 
@@ -62,6 +67,12 @@ Unit = list[tuple[str, bytes]]
 def request_units(rpc: str, ids: int = 1) -> tuple[str, list[Unit]]:
     """(caller, units) for --rpc: the single-call RPCs as one-call units; the nurse renewal
     as one CheckItem call or as its requirements asked one by one."""
+    if rpc == "household-http":  # the same requests as proto3 JSON for the HTTP/JSON door
+        caller, bodies = request_bodies("household", ids)
+        return caller, [
+            [(HTTP_HOUSEHOLD, json_format.MessageToJson(pb.RecordRequest.FromString(b)).encode())]
+            for b in bodies
+        ]
     if rpc in ("household", "claims"):
         caller, bodies = request_bodies(rpc, ids)
         method = SERVICE + ("GetHouseholdRecord" if rpc == "household" else "VerifyClaims")
@@ -202,8 +213,11 @@ async def _call(
             await call[method](body, timeout=timeout)
         else:
             await asyncio.gather(*(call[m](b, timeout=timeout) for m, b in unit))
-    except grpc.aio.AioRpcError as err:
+    except (grpc.aio.AioRpcError, HttpError) as err:
         window.record(0.0, err.code().name)
+        return
+    except aiohttp.ClientError as err:
+        window.record(0.0, type(err).__name__)
         return
     window.record(time.perf_counter() - t0, None)
 
@@ -285,7 +299,59 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+class HttpError(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+    def code(self) -> Any:
+        return self  # named like grpc's StatusCode for Window.record: `.name`
+
+    @property
+    def name(self) -> str:
+        return f"HTTP_{self.status}"
+
+
+def http_caller(session: aiohttp.ClientSession, base: str, path: str) -> Any:
+    """A callable like grpc's unary_unary(method): POST the pre-encoded JSON body."""
+    url = base + path
+
+    async def call(body: bytes, timeout: float) -> bytes:  # noqa: ASYNC109 - as grpc's
+        headers = {"content-type": "application/json", "grpc-timeout": f"{int(timeout)}S"}
+        async with session.post(url, data=body, headers=headers) as reply:
+            data = await reply.read()
+            if reply.status != 200:
+                raise HttpError(reply.status)
+            return data
+
+    return call
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
+    if args.rpc.endswith("-http"):
+        return await main_http(args)
+    return await main_grpc(args)
+
+
+async def main_http(args: argparse.Namespace) -> dict[str, Any]:
+    pki = DevPki(Path(args.workdir) / "pki")
+    caller, bodies = request_units(args.rpc, args.ids)
+    ctx = ssl.create_default_context(cafile=str(pki.ca_pem))
+    ctx.load_cert_chain(str(pki.client_pem(caller)), str(pki.client_key(caller)))
+    ctx.check_hostname = False  # the dev server certificate names localhost
+    connector = aiohttp.TCPConnector(ssl=ctx, limit=args.concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        base = f"https://127.0.0.1:{args.port}"
+        calls = [{HTTP_HOUSEHOLD: http_caller(session, base, HTTP_HOUSEHOLD)}]
+        pids = dict(kv.split("=") for kv in args.pids.split(",") if kv)
+        w = Window({k: int(v) for k, v in pids.items()})
+        await closed_loop(calls, bodies, args, w)
+        out = w.report()
+        out.update(mode=args.mode, concurrency=args.concurrency, channels=1, ids=len(bodies))
+        return out
+
+
+async def main_grpc(args: argparse.Namespace) -> dict[str, Any]:
     pki = DevPki(Path(args.workdir) / "pki")
     caller, bodies = request_units(args.rpc, args.ids)
     creds = credentials(pki, caller)

@@ -246,12 +246,14 @@ async def main(args: argparse.Namespace) -> None:
         # the access log's line per call
         configure_logging("INFO")
         raw["audit"]["dir"] = str(work.dir / f"audit-{kind}-{args.tag}")
+        if kind == "gw-mem":  # the HTTP/JSON door too: its figure beside gRPC's, same server
+            raw["server"]["http_listen"] = "127.0.0.1:0"
         config = parse_config(raw, "bench")
         adapters = None
         if kind == "gw-mem":
             adapters = {"household": InProcessHousehold(args.delay_ms / 1000)}
         async with running_gateway(config, adapters=adapters) as gw:
-            _ready(port=gw.port, ops_port=gw.ops_port)
+            _ready(port=gw.port, ops_port=gw.ops_port, http_port=gw.http_port)
             await _until_stopped()
     else:
         raise SystemExit(f"unknown server kind {kind!r}")
