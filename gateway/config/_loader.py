@@ -8,6 +8,7 @@ quoted strings, arrays) and taken as plain strings otherwise.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -69,6 +70,8 @@ class ServerConfig:
     ops_listen: str = "127.0.0.1:9464"
     #: the HTTP/JSON door (gateway.server.http_door), mutual TLS like gRPC; "" keeps it closed
     http_listen: str = ""
+    #: /metrics and /dashboard; "" serves them on `ops_listen`, which must then be loopback
+    ops_internal_listen: str = ""
     default_deadline_ms: int = 5000
     grace_seconds: float = 5.0
     max_message_bytes: int = 1 << 20
@@ -171,6 +174,7 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
         listen=_get(server_t, "listen", str, f"{source} [server]", ServerConfig.listen),
         ops_listen=_get(server_t, "ops_listen", str, f"{source} [server]", ServerConfig.ops_listen),
         http_listen=_get(server_t, "http_listen", str, f"{source} [server]", ""),
+        ops_internal_listen=_get(server_t, "ops_internal_listen", str, f"{source} [server]", ""),
         default_deadline_ms=_get(server_t, "default_deadline_ms", int, f"{source} [server]", 5000),
         grace_seconds=_get(server_t, "grace_seconds", float, f"{source} [server]", 5.0),
         max_message_bytes=_get(server_t, "max_message_bytes", int, f"{source} [server]", 1 << 20),
@@ -180,6 +184,7 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
         max_in_flight=_get(server_t, "max_in_flight", int, f"{source} [server]", 512),
         access_log=_get(server_t, "access_log", bool, f"{source} [server]", True),
     )
+    _check_ops_listeners(srv, f"{source} [server]")
     tls_t = _table(data, "tls", source)
     crl = _get(tls_t, "crl", str, f"{source} [tls]", "")
     tls = TlsConfig(
@@ -222,6 +227,36 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
         simulators=data.get("simulators", {}),
         raw=data,
     )
+
+
+def _check_ops_listeners(server: ServerConfig, where: str) -> None:
+    """The internal ops endpoints (per-caller and per-item counts) never share a port that
+    faces the network: without `ops_internal_listen`, `ops_listen` must be loopback."""
+    host, _ = host_port(server.ops_listen)
+    if not server.ops_internal_listen:
+        if not is_loopback(host):
+            raise ConfigError(
+                f"{where}: ops_listen {server.ops_listen!r} is not a loopback address, and "
+                "/metrics and /dashboard must not be served there: set ops_internal_listen "
+                "(e.g. 127.0.0.1:9465, or an address your network policy keeps internal)"
+            )
+        return
+    _, port = host_port(server.ops_internal_listen)
+    if port and server.ops_internal_listen == server.ops_listen:
+        raise ConfigError(
+            f"{where}: ops_internal_listen is ops_listen; leave it empty to serve both on one "
+            "loopback port"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """`host` (a name or an address) is this machine only: localhost, 127.0.0.0/8, ::1."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _consent(table: Any, where: str) -> ConsentConfig:

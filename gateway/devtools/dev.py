@@ -62,6 +62,9 @@ def http_first_call(config: Config, port: int, id_number: str) -> list[str]:
 def ready_banner(gw: Any, config: Config, config_path: Path) -> str:
     host, _ = host_port(config.server.ops_listen)
     ops = f"http://{host}:{gw.ops_port}"
+    internal_listen = config.server.ops_internal_listen
+    internal_host = host_port(internal_listen)[0] if internal_listen else host
+    internal = f"http://{internal_host}:{gw.ops_internal_port}"
     idn = example_id_number(config)
     cfg = "" if config_path == Path("deploy/config/gateway.toml") else f" --config {config_path}"
     call = (
@@ -82,8 +85,8 @@ def ready_banner(gw: Any, config: Config, config_path: Path) -> str:
                 if gw.http_port
                 else []
             ),
-            f"  dashboard          {ops}/dashboard",
-            f"  metrics            {ops}/metrics",
+            f"  dashboard          {internal}/dashboard",
+            f"  metrics            {internal}/metrics",
             f"  JWKS               {ops}/.well-known/jwks.json",
             f"  audit log          {config.audit.dir}  (checkpoint key: {ops}/audit/vkey)",
             "",

@@ -1,4 +1,5 @@
-"""The ops HTTP server: metrics, health, published keys and the live dashboard, on its own port.
+"""The ops HTTP server: health and published keys (public), metrics and the live dashboard
+(internal), on ports of their own.
 
 A thin aiohttp shell. What it serves comes from callables the server wiring passes in (the
 JWKS, the audit verifier key, readiness), from the metrics registry, and from the dashboard
@@ -95,7 +96,13 @@ def _json(
 
 
 class OpsServer:
-    """/metrics, /healthz, /readyz, /.well-known/jwks.json, /audit/vkey and /dashboard."""
+    """The public endpoints (/healthz, /readyz, /.well-known/jwks.json, /audit/vkey) and the
+    internal ones (/metrics, /dashboard: per-caller and per-item counts, the covert items'
+    included), on one listener or on two.
+
+    `start(host, port)` serves both on one port (the dev setup, on loopback);
+    `start(host, port, internal=(host, port))` serves the internal endpoints only on the
+    second listener, which the deployment keeps off the public network."""
 
     def __init__(
         self,
@@ -117,57 +124,80 @@ class OpsServer:
         self._public_routes = public_routes
         self.sampler = Sampler(metrics.registry, interval=sample_interval)
         self._files = _load_dashboard()
-        self._runner: web.AppRunner | None = None
+        self._runners: list[web.AppRunner] = []
         self._sampling: asyncio.Task[None] | None = None
+        #: the port of the internal endpoints (the public port when they share one)
+        self.internal_port = 0
 
-    def app(self) -> web.Application:
-        """The aiohttp application (exposed for tests and embedding)."""
+    def app(self, *, public: bool = True, internal: bool = True) -> web.Application:
+        """The aiohttp application with the public and/or the internal routes (exposed for
+        tests and embedding)."""
         app = web.Application(
             client_max_size=MAX_BODY_BYTES,
             middlewares=[_security_headers],
             handler_args=HANDLER_ARGS,
         )
-        app.router.add_get("/", self._root)
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/.well-known/jwks.json", self._jwks_json)
-        app.router.add_get("/audit/vkey", self._vkey)
-        if self._public_routes is not None:
-            self._public_routes(app)
-        app.router.add_get("/dashboard", self._dashboard)
-        app.router.add_get("/dashboard/", self._dashboard)
-        app.router.add_get("/dashboard/data.json", self._data)
-        app.router.add_get("/dashboard/{name}", self._dashboard_file)
+        if public:
+            app.router.add_get("/healthz", self._healthz)
+            app.router.add_get("/readyz", self._readyz)
+            app.router.add_get("/.well-known/jwks.json", self._jwks_json)
+            app.router.add_get("/audit/vkey", self._vkey)
+            if self._public_routes is not None:
+                self._public_routes(app)
+        if internal:
+            app.router.add_get("/", self._root)
+            app.router.add_get("/metrics", self._metrics)
+            app.router.add_get("/dashboard", self._dashboard)
+            app.router.add_get("/dashboard/", self._dashboard)
+            app.router.add_get("/dashboard/data.json", self._data)
+            app.router.add_get("/dashboard/{name}", self._dashboard_file)
         return app
 
-    async def start(self, host: str, port: int) -> int:
-        """Listen on host:port (0 picks a free port) and start sampling; returns the port."""
-        if self._runner is not None:
+    async def start(self, host: str, port: int, *, internal: tuple[str, int] | None = None) -> int:
+        """Listen on host:port (0 picks a free port), and the internal endpoints on
+        `internal` when given, then start sampling; returns the public port."""
+        if self._runners:
             raise RuntimeError("the ops server is already started")
-        runner = web.AppRunner(self.app())
+        try:
+            if internal is None:
+                bound = await self._listen(self.app(), host, port, "all")
+                self.internal_port = bound
+            else:
+                bound = await self._listen(self.app(internal=False), host, port, "public")
+                ihost, iport = internal
+                self.internal_port = await self._listen(
+                    self.app(public=False), ihost, iport, "internal"
+                )
+        except BaseException:
+            await self.stop()
+            raise
+        self._sampling = asyncio.create_task(self.sampler.run(), name="ops-dashboard-sampler")
+        return bound
+
+    async def _listen(self, app: web.Application, host: str, port: int, endpoints: str) -> int:
+        runner = web.AppRunner(app)
         await runner.setup()
         try:
             await web.TCPSite(runner, host, port).start()
         except BaseException:
             await runner.cleanup()
             raise
-        self._runner = runner
-        self._sampling = asyncio.create_task(self.sampler.run(), name="ops-dashboard-sampler")
+        self._runners.append(runner)
         bound = int(runner.addresses[0][1])
-        log.info("ops server listening", extra={"host": host, "port": bound})
+        log.info(
+            "ops server listening: %s endpoints", endpoints, extra={"host": host, "port": bound}
+        )
         return bound
 
     async def stop(self) -> None:
-        """Stop sampling and close the listener; safe to call twice."""
+        """Stop sampling and close the listeners; safe to call twice."""
         if self._sampling is not None:
             self._sampling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sampling
             self._sampling = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        while self._runners:
+            await self._runners.pop().cleanup()
 
     # -- handlers ------------------------------------------------------------------------
 

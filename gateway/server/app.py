@@ -118,6 +118,8 @@ class RunningGateway:
     address: str
     port: int
     ops_port: int
+    #: /metrics and /dashboard: `ops_port` unless `ops_internal_listen` is set
+    ops_internal_port: int
     audit: AuditLog
     rules: Reloadable[InForce]
     departments: Departments
@@ -322,7 +324,10 @@ async def running_gateway(
             http_host, http_port = host_port(config.server.http_listen)
             http_bound = await http.start(http_host, http_port)
         ops_host, ops_port = host_port(config.server.ops_listen)
-        ops_bound = await ops.start(ops_host, ops_port)
+        internal = config.server.ops_internal_listen
+        ops_bound = await ops.start(
+            ops_host, ops_port, internal=host_port(internal) if internal else None
+        )
         tiles_bound = await publishing.start()
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -350,6 +355,7 @@ async def running_gateway(
             address=f"{host}:{bound}",
             port=bound,
             ops_port=ops_bound,
+            ops_internal_port=ops.internal_port,
             audit=audit,
             rules=rules,
             departments=departments,

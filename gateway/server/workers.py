@@ -123,15 +123,29 @@ class WorkerSpec:
 def worker_specs(config: Config, count: int, listen: str) -> list[WorkerSpec]:
     """The shard, origin and ops port of each of `count` workers sharing `listen`."""
     ops_host, ops_base = host_port(config.server.ops_listen)
+    internal = config.server.ops_internal_listen
+    in_host, in_base = host_port(internal) if internal else (ops_host, 0)
+    if internal and in_base and ops_base and abs(in_base - ops_base) < count:
+        raise ConfigError(
+            f"ops_listen and ops_internal_listen ports are fewer than {count} apart: "
+            "worker i serves ops on each port + i"
+        )
+
+    def server(i: int) -> dict[str, str]:
+        out = {
+            "listen": listen,
+            "ops_listen": join_host_port(ops_host, ops_base + i if ops_base else 0),
+        }
+        if internal:
+            out["ops_internal_listen"] = join_host_port(in_host, in_base + i if in_base else 0)
+        return out
+
     return [
         WorkerSpec(
             index=i,
             name=f"worker-{i}",
             overrides={
-                "server": {
-                    "listen": listen,
-                    "ops_listen": join_host_port(ops_host, ops_base + i if ops_base else 0),
-                },
+                "server": server(i),
                 "audit": {
                     "dir": str(config.audit.dir / f"worker-{i}"),
                     "origin": f"{config.audit.origin}/worker-{i}",

@@ -5,8 +5,11 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from gateway.config import apply_env, merge_tables, parse_config
 from gateway.devtools.pki import DevPki
+from gateway.domain.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,3 +59,30 @@ def test_a_dev_pki_directory_fills_every_key_path(tmp_path: Path) -> None:
     ):
         assert path is not None
         assert path.parent == tmp_path
+
+
+DEV = tomllib.loads((ROOT / "deploy" / "config" / "gateway.toml").read_text())
+
+
+def server_with(**server: str) -> dict[str, object]:
+    return merge_tables(DEV, {"server": server})
+
+
+@pytest.mark.parametrize("ops", ["0.0.0.0:9464", "[::]:9464", ":9464", "10.0.0.1:9464"])
+def test_internal_ops_endpoints_never_share_a_port_that_faces_the_network(ops: str) -> None:
+    with pytest.raises(ConfigError, match="set ops_internal_listen"):
+        parse_config(server_with(ops_listen=ops))
+    config = parse_config(server_with(ops_listen=ops, ops_internal_listen="127.0.0.1:9465"))
+    assert config.server.ops_internal_listen == "127.0.0.1:9465"
+
+
+@pytest.mark.parametrize("ops", ["127.0.0.1:9464", "localhost:9464", "[::1]:9464"])
+def test_on_loopback_the_ops_port_may_serve_everything(ops: str) -> None:
+    assert parse_config(server_with(ops_listen=ops)).server.ops_internal_listen == ""
+
+
+def test_the_internal_ops_listener_is_another_address() -> None:
+    with pytest.raises(ConfigError, match="ops_internal_listen is ops_listen"):
+        parse_config(server_with(ops_listen="0.0.0.0:9464", ops_internal_listen="0.0.0.0:9464"))
+    with pytest.raises(ConfigError, match="host:port"):
+        parse_config(server_with(ops_listen="0.0.0.0:9464", ops_internal_listen="nowhere"))
