@@ -69,6 +69,7 @@ RETRY_MIN_S = 0.5
 RETRY_MAX_S = 30.0
 POOL_SIZE = 8
 COMMAND_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 5.0
 
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -467,7 +468,11 @@ class PostgresIndex:
         """A pool that connects on first use: the gateway starts (and verifies) while the
         database is down; listings answer UNAVAILABLE until it is back."""
         pool = await asyncpg.create_pool(
-            dsn, min_size=0, max_size=POOL_SIZE, command_timeout=COMMAND_TIMEOUT_S
+            dsn,
+            min_size=0,
+            max_size=POOL_SIZE,
+            command_timeout=COMMAND_TIMEOUT_S,
+            timeout=CONNECT_TIMEOUT_S,
         )
         return cls(pool, schema)
 

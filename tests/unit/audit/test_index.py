@@ -5,6 +5,7 @@ not the one it fed, and rebuilt from the logs."""
 from __future__ import annotations
 
 import asyncio
+import tomllib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import date
@@ -107,6 +108,17 @@ def test_index_settings() -> None:
     ):
         with pytest.raises(ConfigError):
             index_settings(bad)
+
+
+@pytest.mark.parametrize(
+    ("config", "kind"),
+    [("config/gateway.toml", "memory"), ("docker/gateway.toml", "memory"),
+     ("k8s/gateway.toml", "postgresql")],
+)  # fmt: skip
+def test_the_deployment_configs_name_their_index(config: str, kind: str) -> None:
+    deploy = Path(__file__).resolve().parents[3] / "deploy"
+    audit = tomllib.loads((deploy / config).read_text())["audit"]
+    assert index_settings(audit, config).kind == kind  # the replicas share one
 
 
 # ---- PostgreSQL: every shard --------------------------------------------------------------
@@ -259,5 +271,21 @@ async def test_reindex_under_a_running_feeder_loses_and_doubles_nothing(
     for n in range(200, 260):
         await log.append(access(n))
     assert [i for _, i in await listed(index, B)] == list(range(0, 260, 2))
+    await index.close()
+    await log.close()
+
+
+async def test_without_its_database_the_log_serves_and_listings_are_unavailable(
+    tmp_path: Path, note_key: Ed25519PrivateKey
+) -> None:
+    nowhere = IndexSettings("postgresql", "postgresql://postgres@127.0.0.1:1/test", "absent")
+    log = await shard(tmp_path, note_key, "proofless.test/one")
+    index = await open_index(nowhere, log)
+    assert (await log.append(access(1))).index == 0  # appends never wait for the index
+    for attempt in (index.snapshot(), index.page(A, start=0, bound=9, limit=1, today=None)):
+        with pytest.raises(Unavailable) as info:
+            await attempt
+        assert info.value.reason == "AUDIT_INDEX_UNAVAILABLE"
+    assert index.behind() == 1
     await index.close()
     await log.close()
