@@ -130,6 +130,24 @@ class ConsentConfig:
 
 
 @dataclass(frozen=True)
+class TracingConfig:
+    """[tracing]: OpenTelemetry traces of the calls (gateway.ops.tracing)."""
+
+    #: the OTLP/gRPC collector, "http://host:4317" (plaintext) or "https://…"; "" turns
+    #: tracing off: no TracerProvider, no span, no cost beyond a check per call
+    otlp_endpoint: str = ""
+    service_name: str = "proofless-gateway"
+    #: the share of the traces the gateway starts that are kept; a call whose caller sent a
+    #: traceparent follows the caller's decision (parent-based sampling)
+    sample_ratio: float = 1.0
+    #: how long finished spans wait to be sent in one batch
+    export_delay_ms: int = 5000
+
+
+_TRACING_KEYS = frozenset({"otlp_endpoint", "service_name", "sample_ratio", "export_delay_ms"})
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig
     tls: TlsConfig
@@ -146,6 +164,7 @@ class Config:
     #: of `*.jwk.json` ([proofs] retired_keys; default: retired-proof-keys/ beside the key)
     proof_retired_keys: tuple[Path, ...] = ()
     consent: ConsentConfig = field(default_factory=ConsentConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
 
 
 def _table(data: Mapping[str, Any], name: str, source: str) -> Mapping[str, Any]:
@@ -217,6 +236,7 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
         proof_signing_key=signing_key,
         proof_retired_keys=_retired_keys(proofs_t, signing_key, f"{source} [proofs]"),
         consent=_consent(data.get("consent", {}), f"{source} [consent]"),
+        tracing=_tracing(data.get("tracing", {}), f"{source} [tracing]"),
         proof_issuer=_get(proofs_t, "issuer", str, f"{source} [proofs]", "proofless"),
         audit=audit,
         policy_file=Path(_get(_table(data, "policy", source), "file", str, f"{source} [policy]")),
@@ -284,6 +304,29 @@ def _consent(table: Any, where: str) -> ConsentConfig:
         redis_url=redis_url,
         replay_prefix=_get(table, "replay_prefix", str, where, ConsentConfig.replay_prefix),
         replay_timeout_ms=timeout_ms,
+    )
+
+
+def _tracing(table: Any, where: str) -> TracingConfig:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: must be a table")
+    unknown = set(table) - _TRACING_KEYS
+    if unknown:  # a misspelt key would leave tracing silently off
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    endpoint = _get(table, "otlp_endpoint", str, where, "")
+    if endpoint and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f'{where}.otlp_endpoint: "http://host:port" or "https://host:port"')
+    service_name = _get(table, "service_name", str, where, TracingConfig.service_name)
+    if not service_name:
+        raise ConfigError(f"{where}.service_name: must not be empty")
+    ratio = _get(table, "sample_ratio", float, where, TracingConfig.sample_ratio)
+    if not 0.0 <= ratio <= 1.0:
+        raise ConfigError(f"{where}.sample_ratio: must be between 0 and 1")
+    delay = _get(table, "export_delay_ms", int, where, TracingConfig.export_delay_ms)
+    if delay <= 0:
+        raise ConfigError(f"{where}.export_delay_ms: must be greater than 0")
+    return TracingConfig(
+        otlp_endpoint=endpoint, service_name=service_name, sample_ratio=ratio, export_delay_ms=delay
     )
 
 

@@ -50,6 +50,7 @@ from gateway.domain.validation import PERSONAL_NUMBER
 from gateway.ops.http import OpsServer
 from gateway.ops.metrics import Metrics
 from gateway.ops.tlog import AuditPublishing
+from gateway.ops.tracing import OFF, Tracing, start_tracing
 from gateway.server.admission import Admission
 from gateway.server.audit_service import AuditDeps, AuditServicer
 from gateway.server.call import Audited, current_call
@@ -133,6 +134,8 @@ class RunningGateway:
     http_port: int = 0
     #: the audit log's tlog-tiles listener (mutual TLS); 0 when `[audit] tiles_listen` is empty
     tiles_port: int = 0
+    #: OpenTelemetry tracing ([tracing]); OFF, without a TracerProvider, unless configured
+    tracing: Tracing = OFF
 
     def reload_rules(self) -> None:
         """SIGHUP: reload the policy and the catalogue now."""
@@ -254,11 +257,13 @@ async def running_gateway(
         admission=Admission(config.server.max_in_flight),
         default_deadline_s=config.server.default_deadline_ms / 1000,
     )
+    tracing = start_tracing(config.tracing)
     interceptor = GatewayInterceptor(
         metrics,
         check_caller=check_caller,
         on_rejected=audit_rejected,
         access_log=config.server.access_log,
+        tracing=tracing,
     )
     server = grpc.aio.server(interceptors=[interceptor], options=_grpc_options(config))
     servicer = VerificationServicer(deps)
@@ -367,6 +372,7 @@ async def running_gateway(
             interceptor=interceptor,
             http_port=http_bound,
             tiles_port=tiles_bound,
+            tracing=tracing,
         )
     finally:
         serving = False
@@ -388,6 +394,7 @@ async def running_gateway(
         await limiter.close()
         await consent_replays.close()
         await ops.stop()
+        await tracing.shutdown()  # the last calls' spans are sent
 
 
 def _reload_rules(

@@ -5,8 +5,10 @@ A door opens a `Visit` for each request (its request id, its `Call` published in
 `current_call`, the in-flight gauge), admits the caller from its client certificate (the
 identity in the certificate's URI SAN, then `check_caller` for revocation and expiry; a
 refused caller leaves an audit entry through `on_rejected`), and closes the visit with the
-status the caller got: one metrics sample labelled with the transport and one access-log line.
-What happens between admission and closing (the servicer) is the same code for both doors.
+status the caller got: one metrics sample labelled with the transport, one access-log line and,
+when the gateway traces (gateway.ops.tracing), the call's SERVER span, which continues the
+caller's W3C trace context and is the parent of the spans the servicer opens. What happens
+between admission and closing (the servicer) is the same code for both doors.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from gateway.domain.errors import ProoflessError, Unauthenticated
 from gateway.domain.vocabulary import outcome_of
 from gateway.ops.logging import PERSONAL_NUMBER, log_fields
 from gateway.ops.metrics import Metrics
+from gateway.ops.tracing import OFF, HttpRoute, ServerSpan, Tracing, end_server_span
 from gateway.server.call import Call, current_call
 from gateway.server.identity import Caller, caller_from_pem, current_caller
 
@@ -68,6 +71,7 @@ class Visit:
     call: Call
     started: float
     caller_id: str = "unauthenticated"
+    span: ServerSpan | None = None
 
 
 class Door:
@@ -80,6 +84,7 @@ class Door:
         check_caller: CheckCaller = lambda caller: None,
         on_rejected: OnRejected | None = None,
         access_log: bool = True,
+        tracing: Tracing = OFF,
     ) -> None:
         """`check_caller` raises for a revoked or expired certificate (CRL, clock);
         `on_rejected(rpc, request_id, error)` audits calls refused before any handler ran."""
@@ -87,14 +92,31 @@ class Door:
         self.check_caller = check_caller
         self.on_rejected = on_rejected
         self.access_log = access_log
+        self.tracing = tracing
 
-    def open(self, rpc: str, request_id: str, transport: str) -> Visit:
-        """A request for `rpc` arrived: publish its Call for the servicer and count it."""
+    def open(
+        self,
+        rpc: str,
+        request_id: str,
+        transport: str,
+        *,
+        method: str = "",
+        headers: Iterable[tuple[str, str | bytes]] | None = None,
+        http: HttpRoute | None = None,
+    ) -> Visit:
+        """A request for `rpc` arrived: publish its Call for the servicer and count it.
+        `method` ("pkg.Service/Method"), the request's `headers` (gRPC metadata or HTTP
+        headers, for the caller's trace context) and the `http` route name its span."""
         current_request_id.set(request_id)
         call = Call(rpc=rpc, request_id=request_id, transport=transport)
         current_call.set(call)
         self.metrics.request_started(rpc)
-        return Visit(call=call, started=time.perf_counter())
+        visit = Visit(call=call, started=time.perf_counter())
+        if self.tracing.on:
+            visit.span = self.tracing.server_span(
+                method or rpc, request_id, transport, headers, http
+            )
+        return visit
 
     async def admit(self, visit: Visit, pem: bytes | None) -> Caller:
         """The caller named by the client certificate `pem`, if it may call at all; a refusal
@@ -115,11 +137,21 @@ class Door:
         current_caller.set(caller)
         return caller
 
-    def close(self, visit: Visit, code: grpc.StatusCode) -> None:
-        """The request left with status `code`: one metrics sample, one access-log line."""
+    def close(self, visit: Visit, code: grpc.StatusCode, *, http_status: int = 0) -> None:
+        """The request left with status `code` (`http_status` on the HTTP/JSON door): one
+        metrics sample, one access-log line, the end of its span."""
         seconds = time.perf_counter() - visit.started
         outcome = outcome_of(code)
         call = visit.call
+        if visit.span is not None:
+            end_server_span(
+                visit.span,
+                code,
+                caller=visit.caller_id,
+                service_item=call.service_item,
+                outcome=outcome,
+                http_status=http_status,
+            )
         self.metrics.request_finished(
             call.rpc,
             visit.caller_id,

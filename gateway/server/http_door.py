@@ -64,6 +64,7 @@ from gateway.domain.errors import (
     ProoflessError,
     ResourceExhausted,
 )
+from gateway.ops.tracing import HttpRoute
 from gateway.server.door import Door, request_id_from
 
 log = logging.getLogger("proofless.http")
@@ -161,6 +162,8 @@ class Route:
     rule: HttpRule
     request: type[Message]
     invoke: Invoke
+    method: str = ""  # "pkg.Service/Method", the RPC's full name (its span's rpc.method)
+    span_route: HttpRoute | None = None
 
 
 def routes(services: Mapping[ServiceDescriptor, Any]) -> dict[str, dict[str, Route]]:
@@ -177,6 +180,8 @@ def routes(services: Mapping[ServiceDescriptor, Any]) -> dict[str, dict[str, Rou
                 rule=rule,
                 request=GetMessageClass(method.input_type),
                 invoke=getattr(servicer, method.name),
+                method=f"{service.full_name}/{method.name}",
+                span_route=HttpRoute(rule.verb, rule.path),
             )
     return table
 
@@ -509,8 +514,16 @@ class HttpDoor:
 
     async def _call(self, route: Route, request: HttpRequest, request_id: str) -> HttpReply:
         door = self._door
-        visit = door.open(route.rpc, request_id, "http")
+        visit = door.open(
+            route.rpc,
+            request_id,
+            "http",
+            method=route.method,
+            headers=request.headers.items(),
+            http=route.span_route,
+        )
         code = grpc.StatusCode.OK
+        reply: HttpReply | None = None
         try:
             await door.admit(visit, _pem(request.peer_der) if request.peer_der else None)
             message = parse_request(route, request)
@@ -523,10 +536,10 @@ class HttpDoor:
                 if not scope.expired():
                     raise
                 raise DeadlineExceeded("the call's deadline passed") from None
-            return HttpReply(200, _json(response), [("x-request-id", request_id)])
+            reply = HttpReply(200, _json(response), [("x-request-id", request_id)])
         except ProoflessError as err:
             code = err.code
-            return error_reply(err, request_id)
+            reply = error_reply(err, request_id)
         except Exception:
             code = grpc.StatusCode.INTERNAL
             log.exception("unhandled error", extra={"rpc": route.rpc, "request_id": request_id})
@@ -535,9 +548,11 @@ class HttpDoor:
                 f"internal error ({request_id})",
                 "INTERNAL",
             )
-            return HttpReply(500, body, [("x-request-id", request_id)])
+            reply = HttpReply(500, body, [("x-request-id", request_id)])
         finally:
-            door.close(visit, code)
+            # a cancelled call (the stream was reset) sends no reply: no HTTP status
+            door.close(visit, code, http_status=reply.status if reply is not None else 0)
+        return reply
 
     def _openapi_reply(self, request: HttpRequest, request_id: str) -> HttpReply:
         """The API's description: a certificate from our CA, no caller identity (as gRPC's
@@ -796,11 +811,14 @@ class _Http2Connection(asyncio.Protocol):
     def _dispatch(self, stream_id: int, stream: _Stream) -> None:
         headers = stream.headers
         path, _, query = headers.get(":path", "").partition("?")
+        fields = {k: v for k, v in headers.items() if not k.startswith(":")}
+        if ":authority" in headers:  # HTTP/2's Host (RFC 9113, 8.3.1)
+            fields.setdefault("host", headers[":authority"])
         request = HttpRequest(
             method=headers.get(":method", ""),
             path=path,
             query=query,
-            headers={k: v for k, v in headers.items() if not k.startswith(":")},
+            headers=fields,
             body=bytes(stream.body),
             too_large=stream.too_large,
             peer_der=self._peer_der,

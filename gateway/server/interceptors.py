@@ -17,6 +17,7 @@ from grpc_status import rpc_status
 
 from gateway.domain.errors import ProoflessError
 from gateway.ops.metrics import Metrics
+from gateway.ops.tracing import OFF, Tracing
 from gateway.server.door import Door, current_request_id, request_id_from
 from gateway.server.identity import Caller
 
@@ -52,12 +53,17 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
         check_caller: Callable[[Caller], None] = lambda caller: None,
         on_rejected: Callable[[str, str, ProoflessError], Awaitable[None]] | None = None,
         access_log: bool = True,
+        tracing: Tracing = OFF,
     ) -> None:
         """`check_caller` raises for a revoked or expired certificate (CRL, clock);
         `on_rejected(rpc, request_id, error)` audits calls refused before any handler ran.
         The HTTP/JSON door shares `self.door`: the same checks, metrics and access log."""
         self.door = Door(
-            metrics, check_caller=check_caller, on_rejected=on_rejected, access_log=access_log
+            metrics,
+            check_caller=check_caller,
+            on_rejected=on_rejected,
+            access_log=access_log,
+            tracing=tracing,
         )
 
     async def intercept_service(
@@ -73,10 +79,11 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
         rpc = method.rsplit("/", 1)[-1]
         inner: Handler = handler.unary_unary
         door = self.door
-        request_id = request_id_from(details.invocation_metadata)
+        metadata = details.invocation_metadata
+        request_id = request_id_from(metadata)
 
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            visit = door.open(rpc, request_id, "grpc")
+            visit = door.open(rpc, request_id, "grpc", method=method[1:], headers=metadata)
             context.set_trailing_metadata((("x-request-id", request_id),))
             code = grpc.StatusCode.OK
             try:
