@@ -4,7 +4,8 @@ Configured entirely by the catalogue: the request (method, path, body or query t
 envelope (result code, success and not-found codes, where the data sits), an optional paged
 sub-resource merged into the record (PageHelper style: page 1, then the rest concurrently,
 and the pages must add up to the announced total), and the authentication scheme
-(adapters.auth). One pooled session per department.
+(adapters.auth). One pooled session per department. A traced call's W3C `traceparent`
+(gateway.ops.tracing: the department span) goes with every request.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
 from adapters.auth import Authenticator, authenticator, client_tls, fill, json_body
 from adapters.base import Fetched, RecordQuery
 from adapters.connectors import common
@@ -22,6 +25,9 @@ from adapters.deadline import within
 from adapters.httpclient import DepartmentRefused, JsonDepartmentClient
 from gateway.catalogue.schema import Department, EvidenceType, HttpCall, HttpPages
 from gateway.domain.errors import DepartmentMalformed, ProoflessError
+
+#: the W3C trace context of a traced call (traceparent, tracestate) goes on to the department
+_TRACE_CONTEXT = TraceContextTextMapPropagator()
 
 
 class HttpJsonConnector:
@@ -45,6 +51,7 @@ class HttpJsonConnector:
         assert isinstance(call, HttpCall)
         values = {"{subject}": query.subject, "{request_id}": query.request_id}
         headers = {"X-Request-Id": query.request_id} if query.request_id else {}
+        _TRACE_CONTEXT.inject(headers)  # nothing when the call is not traced
         async with within(deadline, self._timeout_s, self.department):
             envelope = await self._send(
                 _Request(call.method, call.path, call.body, call.query), values, headers

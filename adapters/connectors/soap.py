@@ -33,6 +33,7 @@ import requests
 import zeep
 import zeep.exceptions
 from lxml import etree  # type: ignore[import-untyped]
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from adapters.auth import Authenticator, authenticator, client_tls
 from adapters.base import Fetched, RecordQuery
@@ -47,6 +48,8 @@ CONTENT_TYPE = "text/xml; charset=utf-8"
 _PARSER = etree.XMLParser(
     resolve_entities=False, no_network=True, huge_tree=False, remove_comments=True
 )
+#: the W3C trace context of a traced call (traceparent, tracestate) goes on to the department
+_TRACE_CONTEXT = TraceContextTextMapPropagator()
 
 
 @dataclass(frozen=True)
@@ -208,6 +211,7 @@ class SoapConnector:
                 "SOAPAction": f'"{operation.action}"',
                 **await self._auth.headers("POST", path_qs, body),
             }
+            _TRACE_CONTEXT.inject(headers)  # nothing when the call is not traced
             try:
                 return await self._send(address, body, headers)
             except DepartmentRefused:

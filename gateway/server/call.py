@@ -27,6 +27,7 @@ import grpc
 from gateway.domain.access import DENIED, GRANTED, Access, outcome_of
 from gateway.domain.errors import ProoflessError, Unavailable
 from gateway.ops.metrics import Metrics
+from gateway.ops.tracing import traced
 from gateway.server.identity import Caller
 
 log = logging.getLogger("proofless.service")
@@ -120,7 +121,8 @@ class Audited:
         t0 = time.perf_counter()
         access.appending = True
         try:
-            receipt = await self._audit.append(entry)
+            with traced("audit.append"):
+                receipt = await self._audit.append(entry)
         except ProoflessError:
             raise
         except Exception as exc:

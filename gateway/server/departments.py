@@ -5,7 +5,9 @@ department, rebuilt when the catalogue changes it, and the one place a departmen
 wraps it in the resilience layer configured for it (gateway.server.resilience), and replaces
 the connectors of departments whose declaration changed; a replaced connector finishes the
 calls it has in flight and is closed after `RETIRE_AFTER_S`. `fetch` records the department
-in the call's audit record and its outcome in the metrics.
+in the call's audit record, its outcome in the metrics and, when the call is traced, in a
+CLIENT span `department <code>` (gateway.ops.tracing), the current span while the connector
+runs, so that an HTTP connector passes its trace context on to the department.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from gateway.domain.errors import (
     Unavailable,
 )
 from gateway.ops.metrics import Metrics
+from gateway.ops.tracing import department_span
 from gateway.server.resilience import ResilienceConfig, ResilientAdapter
 
 log = logging.getLogger("proofless.departments")
@@ -67,6 +70,7 @@ class Departments:
         self._replace = dict(replace or {})
         self._adapters: dict[str, DepartmentAdapter[Any]] = {}
         self._declarations: dict[str, tuple[Any, ...]] = {}
+        self._connectors: dict[str, str] = {}  # department code → connector kind (spans)
         self._retiring: set[asyncio.Task[None]] = set()
 
     def update(self, catalogue: Catalogue) -> None:
@@ -85,12 +89,14 @@ class Departments:
             old = self._adapters.get(code)
             self._adapters[code] = adapter
             self._declarations[code] = _declaration(catalogue, code)
+            self._connectors[code] = catalogue.departments[code].connector
             self._metrics.breaker_state(code, "closed")
             if old is not None:
                 self._retire(old)
         for code in [c for c in self._adapters if c not in catalogue.departments]:
             self._retire(self._adapters.pop(code))
             del self._declarations[code]
+            self._connectors.pop(code, None)
 
     def _retire(self, adapter: DepartmentAdapter[Any]) -> None:
         async def close_later() -> None:
@@ -123,25 +129,27 @@ class Departments:
         access.departments.append(code)
         t0 = time.perf_counter()
         outcome = "ok"
-        try:
-            return await adapter.fetch(
-                RecordQuery(subject, access.request_id, evidence.code), deadline
-            )
-        except RecordNotFound:
-            outcome = "not_found"
-            raise
-        except DeadlineExceeded:
-            outcome = "timeout"
-            raise
-        except ProoflessError:
-            outcome = "error"
-            raise
-        except Exception as exc:  # a connector bug must not reach the caller as a stack trace
-            outcome = "error"
-            log.exception("connector failure", extra={"department": code})
-            raise Unavailable(f"department {code} failed", reason="CONNECTOR_FAILURE") from exc
-        finally:
-            self._metrics.department_call(code, outcome, time.perf_counter() - t0)
+        with department_span(code, self._connectors.get(code, ""), evidence.code) as span:
+            try:
+                return await adapter.fetch(
+                    RecordQuery(subject, access.request_id, evidence.code), deadline
+                )
+            except RecordNotFound:
+                outcome = "not_found"
+                raise
+            except DeadlineExceeded:
+                outcome = "timeout"
+                raise
+            except ProoflessError:
+                outcome = "error"
+                raise
+            except Exception as exc:  # a connector bug must not reach the caller as a trace
+                outcome = "error"
+                log.exception("connector failure", extra={"department": code})
+                raise Unavailable(f"department {code} failed", reason="CONNECTOR_FAILURE") from exc
+            finally:
+                self._metrics.department_call(code, outcome, time.perf_counter() - t0)
+                span.set_attribute("proofless.outcome", outcome)
 
     async def close(self) -> None:
         for task in list(self._retiring):

@@ -60,6 +60,7 @@ from gateway.domain.errors import (
 )
 from gateway.domain.times import set_timestamp
 from gateway.ops.metrics import Metrics
+from gateway.ops.tracing import traced
 from gateway.server.admission import Admission
 from gateway.server.call import Audited, Call, current_call, new_access
 from gateway.server.departments import Departments
@@ -237,7 +238,8 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
             audit_index=index,
             data_json=data_json,
         )
-        att.proof = self._d.signer.sign(claims)
+        with traced("proof.sign"):
+            att.proof = self._d.signer.sign(claims)
         att.audit_index = index
         att.audit_log = self._d.audit_origin
         att.proof_id = access.proof_id
@@ -272,9 +274,10 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
         and whether the applicant's name must be checked against it."""
         evidence = v.evidence
         self._admit(call, access, rules, v.common, evidence.code)
-        fields = rules.policy.authorize_record(
-            access.caller, v.common.service_item, evidence.code, v.read_mask
-        )
+        with traced("policy"):
+            fields = rules.policy.authorize_record(
+                access.caller, v.common.service_item, evidence.code, v.read_mask
+            )
         check_name = self._name_check(rules, access, v.common, evidence, fields)
         await self._conditions(access, rules, v.common)
         fetched = await self._d.departments.fetch(
@@ -419,12 +422,13 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
             access.claims = [
                 {"type": c.type, "params": _audited_params(c, pseudonym)} for c in v.claims
             ]
-            allowed = rules.policy.authorize_claims(
-                access.caller,
-                v.common.service_item,
-                [(c.type, c.values) for c in v.claims],
-                [c.effective for c in v.claims],
-            )
+            with traced("policy"):
+                allowed = rules.policy.authorize_claims(
+                    access.caller,
+                    v.common.service_item,
+                    [(c.type, c.values) for c in v.claims],
+                    [c.effective for c in v.claims],
+                )
             claims = [_with_values(c, values) for c, values in zip(v.claims, allowed, strict=True)]
             access.claims = [
                 {"type": c.type, "params": _audited_params(c, pseudonym)} for c in claims
@@ -485,7 +489,8 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
             roles = declared.requirements.roles() if declared is not None else frozenset()
             v = item_request(request, roles, today=today)
             self._admit(call, access, rules, v.common, "item")
-            item = rules.policy.grant(access.caller, v.common.service_item)
+            with traced("policy"):
+                item = rules.policy.grant(access.caller, v.common.service_item)
             if not item.requirements:
                 raise PermissionDenied(
                     f"service item {item.code} declares no requirements; ask its records "
