@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry
 
 from adapters.base import DepartmentAdapter
 from gateway.audit.entry import utc_timestamp
+from gateway.audit.index import index_settings, open_index
 from gateway.audit.log import AuditLog
 from gateway.audit.storage import read_pepper
 from gateway.audit.witnessing import witnessed_paths
@@ -194,6 +195,7 @@ async def running_gateway(
         "consent issuer JWKS", [jwks_path] if jwks_path else [], lambda: _consent_keys(config)
     )
     tls = TlsMaterial(config)
+    index_config = index_settings(config.raw.get("audit", {}))
 
     audit = await AuditLog.open(
         config.audit.dir,
@@ -208,6 +210,8 @@ async def running_gateway(
     await audit.append(
         config_entry(time=utc_timestamp(), trigger="start", old=None, new=rules.value)
     )
+    # ListAccesses' subject index: this log's in memory, or every shard's in PostgreSQL
+    index = await open_index(index_config, audit)
     departments = Departments(metrics, replace=adapters)
     departments.update(rules.value.catalogue)
     limiter = build_rate_limiter(config.raw.get("ratelimit", {}))
@@ -277,6 +281,7 @@ async def running_gateway(
             limiter=limiter,
             audited=audited,
             catalogue_version=lambda: rules.value.catalogue.version,
+            index=index,
         )
     )
     audit_pb2_grpc.add_AuditServiceServicer_to_server(audit_servicer, server)
@@ -388,6 +393,7 @@ async def running_gateway(
                 await audited.drained()
         except TimeoutError:
             log.error("calls still unaudited at shutdown; closing the audit log anyway")
+        await index.close()
         await publishing.stop()
         await audit.close()
         await departments.close()
