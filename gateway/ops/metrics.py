@@ -24,9 +24,11 @@ checkpoints, denials, build info) stay prometheus_client collectors.
 from __future__ import annotations
 
 import math
+import os
 import re
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Final, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -209,6 +211,31 @@ class Metrics:
             registry=registry,
         )
         self.build_info.labels(version=version).set(1)
+        # read at scrape time, once `watch_audit` says where (NaN until then)
+        self.audit_volume_free = Gauge(
+            "proofless_audit_volume_free_bytes",
+            "Bytes an unprivileged writer can still use on the audit log's filesystem; the "
+            "gateway stops answering when it runs out (every reply waits for its entry).",
+            registry=registry,
+        )
+        self.audit_volume_size = Gauge(
+            "proofless_audit_volume_size_bytes",
+            "Size of the audit log's filesystem.",
+            registry=registry,
+        )
+        self.audit_index_usage = Gauge(
+            "proofless_audit_index_usage_ratio",
+            "How full the in-memory subject index is, 0 to 1, against its configured bounds "
+            "(1: full, ListAccesses refuses); 0 with the PostgreSQL index.",
+            registry=registry,
+        )
+        self.audit_index_behind = Gauge(
+            "proofless_audit_index_behind_entries",
+            "Audit entries of this process not yet in the shared (PostgreSQL) subject index.",
+            registry=registry,
+        )
+        for gauge in (self.audit_volume_free, self.audit_volume_size):
+            gauge.set(math.nan)
 
         self._denial_children: dict[str, Counter] = {}
 
@@ -352,6 +379,35 @@ class Metrics:
     def proofs_signed(self, count: int = 1) -> None:
         """`count` proofs were signed."""
         self.proofs += count
+
+    def watch_audit(
+        self,
+        directory: Path,
+        *,
+        index_usage: Callable[[], float] = lambda: 0.0,
+        index_behind: Callable[[], int] = lambda: 0,
+    ) -> None:
+        """Export, at each scrape, the free and total bytes of the filesystem holding the
+        audit `directory` (one statvfs) and the subject index's fill and lag."""
+
+        def volume() -> os.statvfs_result | None:
+            try:
+                return os.statvfs(directory)
+            except OSError:
+                return None
+
+        def free() -> float:
+            st = volume()
+            return math.nan if st is None else float(st.f_bavail * st.f_frsize)
+
+        def size() -> float:
+            st = volume()
+            return math.nan if st is None else float(st.f_blocks * st.f_frsize)
+
+        self.audit_volume_free.set_function(free)
+        self.audit_volume_size.set_function(size)
+        self.audit_index_usage.set_function(lambda: float(index_usage()))
+        self.audit_index_behind.set_function(lambda: float(index_behind()))
 
 
 class _HotCollector(Collector):

@@ -61,6 +61,7 @@ from gateway.server.identity import Caller, caller_from_pem
 from gateway.server.in_force import InForce, config_entry, load_in_force, watched_paths
 from gateway.server.interceptors import GatewayInterceptor
 from gateway.server.ratelimit import build_rate_limiter
+from gateway.server.rejections import RejectedPeers
 from gateway.server.verification import ServiceDeps, VerificationServicer
 from proofless.v1 import audit_pb2, audit_pb2_grpc, verification_pb2, verification_pb2_grpc
 
@@ -212,6 +213,7 @@ async def running_gateway(
     )
     # ListAccesses' subject index: this log's in memory, or every shard's in PostgreSQL
     index = await open_index(index_config, audit)
+    metrics.watch_audit(config.audit.dir, index_usage=index.usage, index_behind=index.behind)
     departments = Departments(metrics, replace=adapters)
     departments.update(rules.value.catalogue)
     limiter = build_rate_limiter(config.raw.get("ratelimit", {}))
@@ -230,6 +232,9 @@ async def running_gateway(
                 "the client certificate has expired", reason="CERTIFICATE_EXPIRED"
             )
 
+    # a refused peer that keeps calling writes a few entries a second, not one per call
+    rejections = RejectedPeers(audit.append)
+
     async def audit_rejected(rpc: str, request_id: str, err: ProoflessError) -> None:
         access = Access(
             rpc=rpc,
@@ -242,7 +247,7 @@ async def running_gateway(
             transport=current_call.get().transport,  # the door has published the call
         )
         entry = access.entry(outcome="denied", code=err.code, reason=err.reason, latency_us=0)
-        await audit.append(entry)
+        await rejections.audit(entry, err.reason)
         metrics.denial(err.reason)
 
     audited = Audited(audit, metrics)
@@ -264,7 +269,7 @@ async def running_gateway(
     tracing = start_tracing(config.tracing)
     interceptor = GatewayInterceptor(
         metrics,
-        check_caller=check_caller,
+        check_caller=rejections.checking(check_caller),
         on_rejected=audit_rejected,
         access_log=config.server.access_log,
         tracing=tracing,
@@ -393,6 +398,8 @@ async def running_gateway(
                 await audited.drained()
         except TimeoutError:
             log.error("calls still unaudited at shutdown; closing the audit log anyway")
+        with contextlib.suppress(ProoflessError):
+            await rejections.flush()
         await index.close()
         await publishing.stop()
         await audit.close()

@@ -14,6 +14,7 @@ from gateway.domain.errors import FieldViolation, InvalidArgument
 from gateway.domain.validation import (
     ValidRequest,
     claim_id_violations,
+    claim_params_violations,
     claims_count_violations,
     valid_request,
     validate_context,
@@ -102,7 +103,8 @@ def claims_request(
         subject, more = validate_person(request.applicant, today)
     violations += more
     parsed: list[ParsedClaim] = []
-    count = claims_count_violations(claims)
+    # bounded before anything else reads them: how many claims, and each one's parameters
+    count = claims_count_violations(claims) or claim_params_violations(claims)
     violations += count
     if not count:
         violations += claim_id_violations(claims)

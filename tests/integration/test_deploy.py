@@ -39,11 +39,8 @@ DEPLOY = ROOT / "deploy"
 PROMETHEUS = DEPLOY / "prometheus"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "proofless.json"
 YAML_FILES = sorted(p for p in DEPLOY.rglob("*.y*ml"))
-#: metrics the alerts use that the gateway does not export, on purpose: the kubelet's volume
-#: stats for the audit PVCs (disk filling), and Prometheus's own `up`
-EXTERNAL_METRICS = frozenset(
-    {"kubelet_volume_stats_available_bytes", "kubelet_volume_stats_capacity_bytes", "up"}
-)
+#: metrics the alerts use that the gateway does not export, on purpose: Prometheus's own `up`
+EXTERNAL_METRICS = frozenset({"up"})
 _METRIC = re.compile(r"\b(proofless_[a-z0-9_]+|kubelet_[a-z0-9_]+|up(?=\s*\{))")
 
 promtool = shutil.which("promtool")
@@ -170,7 +167,8 @@ async def test_every_metric_in_the_dashboard_and_alerts_is_exported(
         "proofless_request_duration_seconds_bucket",
         "proofless_circuit_breaker_state",
         "proofless_audit_last_checkpoint_timestamp_seconds",
-        "kubelet_volume_stats_available_bytes",
+        "proofless_audit_volume_free_bytes",
+        "proofless_audit_index_usage_ratio",
     ):
         assert needed in alerts
 

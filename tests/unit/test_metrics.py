@@ -8,8 +8,10 @@ import io
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -73,7 +75,29 @@ def test_every_family_is_registered_with_its_type(registry: CollectorRegistry) -
         "proofless_audit_last_checkpoint_timestamp_seconds": "gauge",
         "proofless_proofs_signed": "counter",
         "proofless_build_info": "gauge",
+        "proofless_audit_volume_free_bytes": "gauge",
+        "proofless_audit_volume_size_bytes": "gauge",
+        "proofless_audit_index_usage_ratio": "gauge",
+        "proofless_audit_index_behind_entries": "gauge",
     }
+
+
+def test_the_audit_volume_and_index_are_read_at_scrape(
+    registry: CollectorRegistry, metrics: Metrics, tmp_path: Path
+) -> None:
+    assert math.isnan(registry.get_sample_value("proofless_audit_volume_free_bytes") or 0.0)
+    behind = [7]
+    metrics.watch_audit(tmp_path, index_usage=lambda: 0.25, index_behind=lambda: behind[0])
+    st = os.statvfs(tmp_path)
+    assert registry.get_sample_value("proofless_audit_volume_size_bytes") == (
+        st.f_blocks * st.f_frsize
+    )
+    assert (registry.get_sample_value("proofless_audit_volume_free_bytes") or 0) > 0
+    assert registry.get_sample_value("proofless_audit_index_usage_ratio") == 0.25
+    behind[0] = 3
+    assert registry.get_sample_value("proofless_audit_index_behind_entries") == 3
+    tmp_path.rmdir()  # a volume that cannot be read is NaN, not a failed scrape
+    assert math.isnan(registry.get_sample_value("proofless_audit_volume_free_bytes") or 0.0)
 
 
 def test_request_lifecycle(registry: CollectorRegistry, metrics: Metrics) -> None:
