@@ -414,6 +414,15 @@ class AuditLog:
         return entry
 
     @property
+    def failure_reason(self) -> str:
+        """Why appends fail ("" while the log can be written): readiness reads it."""
+        if self._closing:
+            return "the audit log is closing"
+        if self._failure is not None:
+            return f"the audit log cannot be written ({type(self._failure).__name__})"
+        return ""
+
+    @property
     def unsigned_limit(self) -> int:
         """The most entries a crash can leave after the latest checkpoint: appends wait for a
         checkpoint rather than run further ahead, and opening refuses more."""

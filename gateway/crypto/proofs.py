@@ -317,6 +317,16 @@ class ProofSigner:
         signature = self._key.sign(signing_input.encode("ascii"))
         return signing_input + "." + jws.b64url_encode(signature)
 
+    def probe(self) -> str:
+        """Sign and verify a fixed message with the current key: "" when the key signs (the
+        readiness check), else why not."""
+        message = b"proofless readiness probe"
+        try:
+            self.public_key.verify(self._key.sign(message), message)
+        except Exception as exc:  # any failure of the key means: cannot sign proofs
+            return f"the proof-signing key cannot sign ({type(exc).__name__})"
+        return ""
+
     def jwks(self) -> Mapping[str, Any]:
         """What /.well-known/jwks.json serves: the current key first, then the retired ones
         with their validity (`exp`, `nbf`)."""

@@ -110,7 +110,7 @@ class OpsServer:
         metrics: Metrics,
         jwks: Callable[[], Mapping[str, Any]],
         audit_vkey: Callable[[], str],
-        ready: Callable[[], bool],
+        ready: Callable[[], bool | Mapping[str, Any]],
         live: Callable[[], bool] = lambda: True,
         sample_interval: float = 1.0,
         public_routes: Callable[[web.Application], None] | None = None,
@@ -215,8 +215,15 @@ class OpsServer:
         return _json({"status": "ok" if alive else "failing"}, status=200 if alive else 503)
 
     async def _readyz(self, _request: web.Request) -> web.Response:
-        ready = _ask(self._ready)
-        return _json({"ready": ready}, status=200 if ready else 503)
+        """503 unless ready; the body names each check and why it fails (no personal data)."""
+        try:
+            answer: Any = self._ready()
+        except Exception:
+            log.exception("readiness probe failed")
+            answer = False
+        body = dict(answer) if isinstance(answer, Mapping) else {"ready": bool(answer)}
+        ready = bool(body.get("ready"))
+        return _json(body, status=200 if ready else 503)
 
     async def _jwks_json(self, _request: web.Request) -> web.Response:
         return _json(self._jwks(), headers={"Cache-Control": f"max-age={JWKS_MAX_AGE_SECONDS}"})

@@ -212,6 +212,13 @@ class Metrics:
         )
         self.build_info.labels(version=version).set(1)
         # read at scrape time, once `watch_audit` says where (NaN until then)
+        self.ready = Gauge(
+            "proofless_ready",
+            "1 while a readiness check passes, 0 while it fails (check: audit, signing); "
+            "config is 0 while the last reload of the policy or catalogue was refused.",
+            ["check"],
+            registry=registry,
+        )
         self.audit_volume_free = Gauge(
             "proofless_audit_volume_free_bytes",
             "Bytes an unprivileged writer can still use on the audit log's filesystem; the "

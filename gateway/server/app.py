@@ -15,7 +15,7 @@ import re
 import signal
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +61,7 @@ from gateway.server.identity import Caller, caller_from_pem
 from gateway.server.in_force import InForce, config_entry, load_in_force, watched_paths
 from gateway.server.interceptors import GatewayInterceptor
 from gateway.server.ratelimit import build_rate_limiter
+from gateway.server.readiness import Readiness
 from gateway.server.rejections import RejectedPeers
 from gateway.server.verification import ServiceDeps, VerificationServicer
 from proofless.v1 import audit_pb2, audit_pb2_grpc, verification_pb2, verification_pb2_grpc
@@ -309,12 +310,12 @@ async def running_gateway(
         return caller.id if rules.value.policy.has_role(caller.id, "auditor") else None
 
     publishing = AuditPublishing(audit, config, metrics.registry, authorize=auditor_of)
-    serving = False
+    readiness = Readiness(departments=departments.states)
     ops = OpsServer(
         metrics=metrics,
         jwks=signer.jwks,
         audit_vkey=lambda: audit.vkey,
-        ready=lambda: serving,
+        ready=readiness.report,
         public_routes=publishing.resources.add_routes,
     )
     # The HTTP/JSON door: the interceptor's Door (identity, CRL, metrics, rejected-call audit)
@@ -344,9 +345,38 @@ async def running_gateway(
             ops_host, ops_port, internal=host_port(internal) if internal else None
         )
         tiles_bound = await publishing.start()
-        for name in ("", *SERVICE_NAMES):
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        serving = True
+
+        published: list[bool] = []  # the health status last set, once set
+
+        async def check_ready() -> None:
+            """Once a second (and at start): the readiness checks, their metrics, and gRPC
+            health following them (gateway/server/readiness.py says what counts)."""
+            readiness.set("audit", audit.failure_reason)
+            readiness.set("signing", signer.probe())
+            refused = _redacted(rules.last_error)[:200]
+            readiness.note(
+                "config",
+                f"the last reload was refused; the previous rules stay in force ({refused})"
+                if refused
+                else "",
+            )
+            for check in ("audit", "signing"):
+                metrics.ready.labels(check=check).set(readiness.checks[check] == "ok")
+            metrics.ready.labels(check="config").set(not refused)
+            if published != [readiness.ready]:
+                published[:] = [readiness.ready]
+                status = (
+                    health_pb2.HealthCheckResponse.SERVING
+                    if readiness.ready
+                    else health_pb2.HealthCheckResponse.NOT_SERVING
+                )
+                for name in ("", *SERVICE_NAMES):
+                    await health_servicer.set(name, status)
+                if not readiness.ready:
+                    log.error("not ready: %s", readiness.report()["checks"])
+
+        readiness.serving = True
+        await check_ready()
         watcher = asyncio.create_task(
             _watch(
                 [
@@ -360,6 +390,7 @@ async def running_gateway(
                 audit,
                 metrics,
                 departments,
+                check_ready,
             ),
             name="proofless-watch",
         )
@@ -385,7 +416,7 @@ async def running_gateway(
             tracing=tracing,
         )
     finally:
-        serving = False
+        readiness.serving = False
         await health_servicer.enter_graceful_shutdown()
         if watcher is not None:
             watcher.cancel()
@@ -461,9 +492,14 @@ async def _append_config(audit: AuditLog, entry: dict[str, Any]) -> None:
 
 
 async def _watch(
-    files: list[Reloadable[Any]], audit: AuditLog, metrics: Metrics, departments: Departments
+    files: list[Reloadable[Any]],
+    audit: AuditLog,
+    metrics: Metrics,
+    departments: Departments,
+    check_ready: Callable[[], Awaitable[None]],
 ) -> None:
-    """Once a second: reload changed files, publish the latest checkpoint's size and age."""
+    """Once a second: reload changed files, publish the latest checkpoint's size and age,
+    check readiness."""
     signed_size = -1
     rules, *others = files
     while True:
@@ -474,6 +510,7 @@ async def _watch(
         if checkpoint.size != signed_size:
             signed_size = checkpoint.size
             metrics.checkpoint_signed(signed_size, time.time())
+        await check_ready()
         await asyncio.sleep(WATCH_INTERVAL_S)
 
 

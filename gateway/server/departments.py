@@ -110,6 +110,11 @@ class Departments:
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
+    def states(self) -> dict[str, str]:
+        """Each connected department's breaker state (closed, half_open, open), for /readyz:
+        shown, not counted against readiness."""
+        return {code: str(getattr(a, "state", "unknown")) for code, a in self._adapters.items()}
+
     @property
     def adapters(self) -> Mapping[str, DepartmentAdapter[Any]]:
         return self._adapters
