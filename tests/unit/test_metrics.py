@@ -75,6 +75,7 @@ def test_every_family_is_registered_with_its_type(registry: CollectorRegistry) -
         "proofless_audit_last_checkpoint_timestamp_seconds": "gauge",
         "proofless_proofs_signed": "counter",
         "proofless_build_info": "gauge",
+        "proofless_ready": "gauge",
         "proofless_audit_volume_free_bytes": "gauge",
         "proofless_audit_volume_size_bytes": "gauge",
         "proofless_audit_index_usage_ratio": "gauge",
