@@ -244,13 +244,14 @@ def workers_rounds(work: Path, sims: Server, args: argparse.Namespace) -> dict[s
             "POLICY__FILE": raw["policy"]["file"],
             "CATALOGUE__DIR": raw["catalogue"]["dir"],
             "DEPARTMENTS__HOUSEHOLD__ENDPOINT": f'"{sims_info["household_url"]}"',
-            "DEPARTMENTS__HOUSEHOLD__AUTH__SECRET_FILE": raw["departments"]["household"]["auth"][
-                "secret_file"
-            ],
             "DEPARTMENTS__SOCIAL_SECURITY__ENDPOINT": f'"{sims_info["social_security_url"]}"',
             "DEPARTMENTS__PROPERTY__ENDPOINT": f'"{sims_info["property_dsn"]}"',
             "CONSENT__ISSUERS_JWKS": raw["consent"]["issuers_jwks"],
         }
+        # every department's credential files, from the bench's own dev PKI
+        for code, table in raw["departments"].items():
+            for key, path in table.get("auth", {}).items():
+                flat[f"DEPARTMENTS__{code.upper()}__AUTH__{key.upper()}"] = f'"{path}"'
         env.update({f"PROOFLESS__{k}": v for k, v in flat.items()})
         log = (work / f"workers-{n}.log").open("w")
         proc = subprocess.Popen(
