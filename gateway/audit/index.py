@@ -652,7 +652,9 @@ class Feeder:
             grown.clear()  # before reading the size: a batch landing after is not missed
             try:
                 await self._feed(self._log.tree_size)
-            except (ProoflessError, OSError) as exc:
+            except Exception as exc:  # whatever stops it, listings must not go stale silently
+                if not isinstance(exc, ProoflessError | OSError):
+                    log.exception("audit subject index: the feeder failed")
                 failure = (
                     exc
                     if isinstance(exc, Unavailable)

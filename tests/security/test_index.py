@@ -24,6 +24,7 @@ import grpc
 import pytest
 
 from adapters.simulators.datagen import generate
+from gateway.config import merge_tables
 from gateway.crypto.citizen import issue_citizen_token
 from gateway.crypto.keys import load_ed25519_private_key
 from gateway.devtools.pki import DevPki
@@ -35,7 +36,6 @@ from tests.support.processes import (
     POPULATION,
     ROOT,
     SEED,
-    _http_status,
     _wait_for,
     dump_toml,
     write_config,
@@ -196,6 +196,8 @@ async def test_reindex_rebuilds_the_shared_index_from_the_logs(
         request = audit_pb2.ListAccessesRequest(id_number=idn, citizen_token=a.citizen_token(idn))
         assert set(made) <= set((await listing([portal], request))[0])
 
+        # the listing's own entry too, so that nothing is fed after the loss below
+        await fed(postgres_dsn, schema, ("test/gw-a", a.gateway.audit.tree_size - 1))
         conn = await asyncpg.connect(postgres_dsn)
         try:
             await conn.execute(f'DELETE FROM "{schema}".accesses')  # the index is lost
@@ -218,19 +220,25 @@ async def test_reindex_rebuilds_the_shared_index_from_the_logs(
 @contextlib.contextmanager
 def workers(base: Path, pki: DevPki, overrides: dict[str, Any]) -> Iterator[Any]:
     """Simulators, and `proofless serve --workers 2` (two processes, two audit shards, one
-    SO_REUSEPORT port), all as subprocesses."""
-    stack = write_config(base, pki=pki, overrides=overrides)
+    SO_REUSEPORT port), all as subprocesses; the workers' ops ports are any free ones, and
+    the supervisor's banner says when both serve."""
+    stack = write_config(
+        base, pki=pki, overrides=merge_tables(overrides, {"server": {"ops_listen": "127.0.0.1:0"}})
+    )
     stack.start_simulators()
-    log = (stack.logs / "workers.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(stack.config_path),
-         "--workers", "2"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    log_path = stack.logs / "workers.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(stack.config_path),
+             "--workers", "2"],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     stack.gateway = proc
     try:
-        for port in (stack.ops_port, stack.ops_port + 1):  # worker i: ops port + i
-            _wait_for(lambda p=port: _http_status(f"http://127.0.0.1:{p}/readyz") == 200, proc)
+        try:
+            _wait_for(lambda: b"is serving with 2 workers" in log_path.read_bytes(), proc)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n{stack.log_text()}") from None
         yield stack
     finally:
         stack.stop()
