@@ -85,7 +85,10 @@ class TlsConfig:
     ca: Path
     cert: Path
     key: Path
+    #: the CRL file (one CRL per CA of `ca`); None only with revocation = "off"
     crl: Path | None = None
+    #: "crl" (checked against `crl`) or "off": no revocation, an explicit choice
+    revocation: str = "crl"
 
 
 @dataclass(frozen=True)
@@ -205,12 +208,13 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
     )
     _check_ops_listeners(srv, f"{source} [server]")
     tls_t = _table(data, "tls", source)
-    crl = _get(tls_t, "crl", str, f"{source} [tls]", "")
+    crl, revocation = _revocation(tls_t, f"{source} [tls]")
     tls = TlsConfig(
         ca=Path(_get(tls_t, "ca", str, f"{source} [tls]")),
         cert=Path(_get(tls_t, "cert", str, f"{source} [tls]")),
         key=Path(_get(tls_t, "key", str, f"{source} [tls]")),
         crl=Path(crl) if crl else None,
+        revocation=revocation,
     )
     proofs_t = _table(data, "proofs", source)
     audit_t = _table(data, "audit", source)
@@ -354,6 +358,23 @@ def _retired_keys(proofs: Mapping[str, Any], signing_key: Path, where: str) -> t
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise ConfigError(f"{where}.retired_keys: expected a list of paths")
     return tuple(Path(v) for v in value)
+
+
+def _revocation(tls: Mapping[str, Any], where: str) -> tuple[str, str]:
+    """`crl` and `revocation`: a CRL, or no revocation as a choice written down, never as
+    a key left out."""
+    crl = _get(tls, "crl", str, where, "")
+    revocation = _get(tls, "revocation", str, where, "crl")
+    if revocation not in ("crl", "off"):
+        raise ConfigError(f'{where}.revocation: expected "crl" or "off", not {revocation!r}')
+    if revocation == "crl" and not crl:
+        raise ConfigError(
+            f'{where}: no crl: name the CA\'s CRL file, or set revocation = "off" to accept '
+            "every certificate the CA signed, revoked or not"
+        )
+    if revocation == "off" and crl:
+        raise ConfigError(f'{where}: crl is set but revocation = "off"; remove one of them')
+    return crl, revocation
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:

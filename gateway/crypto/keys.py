@@ -9,21 +9,24 @@ never the file's content.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import secrets
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway.crypto import jws
 from gateway.crypto.proofs import RetiredKey, retired_key_of
-from gateway.domain.errors import ConfigError
+from gateway.domain.errors import ConfigError, Unauthenticated, Unavailable
 
 #: where retired proof-signing keys go, beside the signing key, unless `[proofs] retired_keys`
 #: says otherwise; one `<kid>.jwk.json` per key
@@ -33,6 +36,8 @@ RETIRED_KEY_SUFFIX = ".jwk.json"
 #: a second (they watch the key files), replicas whose keys arrive by a Kubernetes Secret
 #: within about a minute
 DEFAULT_ROTATION_GRACE_S = 300
+
+log = logging.getLogger("proofless.crl")
 
 
 def write_file(path: Path, data: bytes, mode: int) -> None:
@@ -272,19 +277,206 @@ def rotate_proof_key(
     return retired, jws.kid_of(new.public_key())
 
 
-def load_revoked_serials(crl_path: Path | str, ca_cert: x509.Certificate) -> frozenset[int]:
-    """The serials a CRL revokes, after checking the CRL is signed by `ca_cert`'s key.
-    (For the mTLS interceptor: compare against the peer certificate's serial.)"""
-    p = Path(crl_path)
+# ---- certificate revocation lists ---------------------------------------------------------
+
+_PEM_CRL = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.DOTALL)
+
+#: a CA, by its subject name (DER) and its key identifier: a CA rolled over to a new key under
+#: the same name is another CA, with a CRL of its own
+IssuerKey = tuple[bytes, bytes]
+
+
+def key_id_of(ca: x509.Certificate) -> bytes:
+    """The CA's subject key identifier (RFC 5280 §4.2.1.2; computed when it names none)."""
     try:
-        crl = x509.load_pem_x509_crl(read_file(p, "CRL"))
+        return ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return x509.SubjectKeyIdentifier.from_public_key(ca.public_key()).digest
+
+
+def issuer_of(cert: x509.Certificate) -> IssuerKey:
+    """Which CA issued `cert`: its issuer name (DER) and authority key identifier (b"" when
+    the certificate names none)."""
+    try:
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+        key_id = aki.key_identifier or b""
+    except x509.ExtensionNotFound:
+        key_id = b""
+    return cert.issuer.public_bytes(), key_id
+
+
+@dataclass(frozen=True)
+class IssuerCrl:
+    """One CA's CRL, its signature checked against that CA."""
+
+    ca: str  # the CA's subject (RFC 4514), for messages: no personal data in a CA's name
+    number: int
+    this_update: datetime
+    next_update: datetime
+    revoked: frozenset[int]
+
+    def stale(self, now: datetime) -> bool:
+        """Past its nextUpdate: the CA has published a newer one that this is not."""
+        return now >= self.next_update
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """The CRLs in force, one per CA of the CA file. A certificate is checked against its own
+    issuer's CRL, by (issuer, serial): a serial revoked by one CA says nothing about another's."""
+
+    crls: Mapping[IssuerKey, IssuerCrl]
+
+    def crl_for(self, issuer: IssuerKey) -> IssuerCrl | None:
+        """The CRL of the CA that issued a certificate with `issuer` (see `issuer_of`)."""
+        crl = self.crls.get(issuer)
+        if crl is None and not issuer[1]:  # no key identifier: by name, if only one CA has it
+            named = [c for (name, _), c in self.crls.items() if name == issuer[0]]
+            crl = named[0] if len(named) == 1 else None
+        return crl
+
+
+def _crl_extension(crl: x509.CertificateRevocationList, kind: type[Any]) -> Any:
+    try:
+        return crl.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _may_sign_crls(ca: x509.Certificate) -> bool:
+    try:
+        usage = ca.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return bool(usage.crl_sign)
+
+
+def _signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) -> bool:
+    try:
+        return bool(crl.is_signature_valid(ca.public_key()))  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # a key type CRLs cannot be signed with
+        return False
+
+
+def read_crls(crl_path: Path, cas: Sequence[x509.Certificate]) -> dict[IssuerKey, IssuerCrl]:
+    """Every CRL in the PEM file `crl_path`, each verified against the CA among `cas` whose
+    subject is its issuer and whose key signed it. A CRL no CA signed, a delta CRL, a CRL
+    without a number or a nextUpdate, and two CRLs of one CA are `ConfigError`s."""
+    blocks = _PEM_CRL.findall(read_file(crl_path, "CRL"))
+    if not blocks:
+        raise ConfigError(f"{crl_path}: not a PEM CRL")
+    out: dict[IssuerKey, IssuerCrl] = {}
+    for n, block in enumerate(blocks, 1):
+        where = f"{crl_path}: CRL {n}"
+        try:
+            crl = x509.load_pem_x509_crl(block)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: not a PEM CRL") from exc
+        signer = next(
+            (
+                ca
+                for ca in cas
+                if ca.subject == crl.issuer and _may_sign_crls(ca) and _signed_by(crl, ca)
+            ),
+            None,
+        )
+        if signer is None:
+            raise ConfigError(f"{where}: not signed by the CA (no CA in the CA file signed it)")
+        ca = signer.subject.rfc4514_string()
+        if _crl_extension(crl, x509.DeltaCRLIndicator) is not None:
+            raise ConfigError(f"{where} of {ca}: a delta CRL; give the CA's complete CRL")
+        number = _crl_extension(crl, x509.CRLNumber)
+        if number is None:
+            raise ConfigError(
+                f"{where} of {ca}: has no CRL number, so an older CRL could not be told apart"
+            )
+        if crl.next_update_utc is None:
+            raise ConfigError(f"{where} of {ca}: has no nextUpdate")
+        key = (signer.subject.public_bytes(), key_id_of(signer))
+        if key in out:
+            raise ConfigError(f"{where}: a second CRL of {ca}")
+        out[key] = IssuerCrl(
+            ca=ca,
+            number=int(number.crl_number),
+            this_update=crl.last_update_utc,
+            next_update=crl.next_update_utc,
+            revoked=frozenset(r.serial_number for r in crl),
+        )
+    return out
+
+
+def load_ca_certificates(path: Path) -> list[x509.Certificate]:
+    """Every certificate of a PEM bundle (the client CA file: several during a rollover)."""
+    try:
+        return x509.load_pem_x509_certificates(read_file(path, "CA certificates"))
     except ValueError as exc:
-        raise ConfigError(f"{p}: not a PEM CRL") from exc
-    public_key = ca_cert.public_key()
-    if not isinstance(public_key, ec.EllipticCurvePublicKey) or not crl.is_signature_valid(
-        public_key
-    ):
-        raise ConfigError(f"{p}: CRL is not signed by the CA")
-    if crl.issuer != ca_cert.subject:
-        raise ConfigError(f"{p}: CRL issuer is not the CA")
-    return frozenset(r.serial_number for r in crl)
+        raise ConfigError(f"{path}: not PEM certificates") from exc
+
+
+def load_revocation(
+    crl_path: Path, ca_path: Path, *, accepted: MutableMapping[IssuerKey, int] | None = None
+) -> Revocation:
+    """The CRLs of `crl_path` checked against the CAs of `ca_path`. `accepted` is the highest
+    CRL number taken so far for each CA, kept by the caller across reloads: a CRL whose number
+    is lower is an old CRL put back (it would un-revoke certificates), refused as a whole;
+    once the new CRLs are in force, `accepted` moves up to their numbers."""
+    crls = read_crls(crl_path, load_ca_certificates(ca_path))
+    highest = accepted if accepted is not None else {}
+    for key, crl in crls.items():
+        before = highest.get(key)
+        if before is not None and crl.number < before:
+            raise ConfigError(
+                f"{crl_path}: the CRL of {crl.ca} is number {crl.number}, older than number "
+                f"{before} already in force: refused (an old CRL un-revokes certificates)"
+            )
+    for key, crl in crls.items():
+        highest[key] = max(highest.get(key, crl.number), crl.number)
+    return Revocation(crls)
+
+
+def load_revoked_serials(crl_path: Path | str, ca_cert: x509.Certificate) -> frozenset[int]:
+    """The serials `ca_cert`'s CRL in `crl_path` revokes, its signature checked (a CRL file
+    with no CRL of that CA is a `ConfigError`)."""
+    p = Path(crl_path)
+    crls = read_crls(p, [ca_cert])
+    crl = crls.get((ca_cert.subject.public_bytes(), key_id_of(ca_cert)))
+    if crl is None:
+        raise ConfigError(f"{p}: no CRL of {ca_cert.subject.rfc4514_string()}")
+    return crl.revoked
+
+
+def check_revocation(
+    revocation: Revocation | None, issuer: IssuerKey, serial: int, now: datetime
+) -> None:
+    """Raise unless a fresh CRL of the certificate's own CA is in force and does not list it.
+    `revocation` None: revocation is off by configuration, nothing to check.
+
+    No CRL of that CA is UNAUTHENTICATED (REVOCATION_UNKNOWN); a CRL past its nextUpdate is
+    UNAVAILABLE (REVOCATION_LIST_STALE, the gateway's fault, logged once per CRL): both fail
+    closed, since neither can say the certificate is not revoked."""
+    if revocation is None:
+        return
+    crl = revocation.crl_for(issuer)
+    if crl is None:
+        raise Unauthenticated(
+            "no revocation list of the client certificate's CA is in force",
+            reason="REVOCATION_UNKNOWN",
+        )
+    if crl.stale(now):
+        if _STALE_LOGGED.get(crl.ca) != crl.number:
+            _STALE_LOGGED[crl.ca] = crl.number
+            log.error(
+                "the CRL in force is past its nextUpdate: callers of its CA are refused until "
+                "a newer CRL is installed (proofless certs crl, or the CA's own)",
+                extra={"origin": crl.ca, "version": crl.number},
+            )
+        raise Unavailable(
+            "the gateway's certificate revocation list is out of date",
+            reason="REVOCATION_LIST_STALE",
+        )
+    if serial in crl.revoked:
+        raise Unauthenticated("the client certificate is revoked", reason="CERTIFICATE_REVOKED")
+
+
+#: CA → the stale CRL number already logged (one error line per stale CRL, not per call)
+_STALE_LOGGED: dict[str, int] = {}

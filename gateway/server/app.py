@@ -36,12 +36,14 @@ from gateway.config import Config, host_port
 from gateway.config.reload import Reloadable
 from gateway.crypto.consent import build_replay_store
 from gateway.crypto.keys import (
+    IssuerKey,
     IssuerKeys,
-    load_certificate,
+    Revocation,
+    check_revocation,
     load_ed25519_private_key,
     load_issuer_keys,
     load_proof_keys,
-    load_revoked_serials,
+    load_revocation,
     watched_proof_key_paths,
 )
 from gateway.crypto.proofs import ProofSigner
@@ -84,12 +86,15 @@ def _read(path: Path, what: str) -> bytes:
         raise ConfigError(f"{path}: cannot read the {what} ({exc.strerror})") from exc
 
 
-def load_revoked(crl_path: Path | None, ca_path: Path) -> frozenset[int]:
-    """Serials revoked by the CA's CRL, whose signature and issuer are checked against the CA.
-    No CRL configured: nothing revoked."""
+def load_revoked(
+    crl_path: Path | None, ca_path: Path, accepted: dict[IssuerKey, int] | None = None
+) -> Revocation | None:
+    """The CRLs in force, each checked against its CA in the CA file; `accepted` keeps the
+    highest CRL number per CA across reloads (an older CRL is refused). None: revocation is
+    off (`[tls] revocation = "off"`)."""
     if crl_path is None:
-        return frozenset()
-    return load_revoked_serials(crl_path, load_certificate(ca_path))
+        return None
+    return load_revocation(crl_path, ca_path, accepted=accepted)
 
 
 class TlsMaterial:
@@ -185,10 +190,11 @@ async def running_gateway(
         lambda: watched_paths(config.policy_file, config.catalogue_dir),
         rules_in_force,
     )
+    crl_numbers: dict[IssuerKey, int] = {}
     revoked = Reloadable(
         "CRL",
-        [config.tls.crl] if config.tls.crl else [],
-        lambda: load_revoked(config.tls.crl, config.tls.ca),
+        [config.tls.crl, config.tls.ca] if config.tls.crl else [],
+        lambda: load_revoked(config.tls.crl, config.tls.ca, crl_numbers),
     )
     pepper = read_pepper(config.audit.pepper_file)  # the one reader: `audit replay` uses it too
     # the citizen app's keys sign consent and citizen tokens; re-read when the JWKS changes
@@ -226,9 +232,9 @@ async def running_gateway(
     )
 
     def check_caller(caller: Caller) -> None:
-        if caller.serial in revoked.value:
-            raise Unauthenticated("the client certificate is revoked", reason="CERTIFICATE_REVOKED")
-        if caller.not_after < datetime.now(UTC):
+        now = datetime.now(UTC)
+        check_revocation(revoked.value, caller.issuer, caller.serial, now)
+        if caller.not_after < now:
             raise Unauthenticated(
                 "the client certificate has expired", reason="CERTIFICATE_EXPIRED"
             )

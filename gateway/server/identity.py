@@ -15,6 +15,7 @@ from functools import lru_cache
 
 from cryptography import x509
 
+from gateway.crypto.keys import IssuerKey, issuer_of
 from gateway.domain.errors import PermissionDenied, Unauthenticated
 
 CALLER_URI_PREFIX = "urn:proofless:caller:"
@@ -30,6 +31,8 @@ class Caller:
     roles: frozenset[str]
     serial: int
     not_after: datetime
+    #: the issuing CA (name DER, key identifier): revocation is by (issuer, serial)
+    issuer: IssuerKey = (b"", b"")
 
 
 @lru_cache(maxsize=4096)
@@ -51,7 +54,11 @@ def caller_from_pem(pem: bytes) -> Caller:
         u.removeprefix(ROLE_URI_PREFIX) for u in uris if u.startswith(ROLE_URI_PREFIX)
     )
     return Caller(
-        id=ids[0], roles=roles, serial=cert.serial_number, not_after=cert.not_valid_after_utc
+        id=ids[0],
+        roles=roles,
+        serial=cert.serial_number,
+        not_after=cert.not_valid_after_utc,
+        issuer=issuer_of(cert),
     )
 
 

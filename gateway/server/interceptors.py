@@ -8,22 +8,27 @@ examples/python/interceptors/async).
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import lru_cache
 from typing import Any
 
 import grpc
+from cryptography import x509
 from grpc_status import rpc_status
 
-from gateway.domain.errors import ProoflessError
+from gateway.crypto.keys import issuer_of
+from gateway.domain.errors import ProoflessError, Unauthenticated
 from gateway.ops.metrics import Metrics
 from gateway.ops.tracing import OFF, Tracing
-from gateway.server.door import Door, current_request_id, request_id_from
+from gateway.server.door import Door, Visit, current_request_id, request_id_from
 from gateway.server.identity import Caller
 
 log = logging.getLogger("proofless.rpc")
 
-# Health checks and reflection need a certificate from our CA but no caller identity.
+# Health checks and reflection need a certificate from our CA but no caller identity; the
+# certificate is still checked against its CA's CRL and the clock, like any caller's.
 _ANONYMOUS_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
@@ -32,6 +37,36 @@ Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 def _peer_pem(context: grpc.aio.ServicerContext) -> bytes | None:
     pems = context.auth_context().get("x509_pem_cert") or []
     return pems[0] if pems else None
+
+
+@lru_cache(maxsize=1024)
+def _anonymous_peer(pem: bytes) -> Caller:
+    """The certificate of a health or reflection client, as far as revocation and expiry go
+    (it needs no caller identity)."""
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+    except ValueError as exc:
+        raise Unauthenticated("the client certificate cannot be read") from exc
+    return Caller(
+        id="",
+        roles=frozenset(),
+        serial=cert.serial_number,
+        not_after=cert.not_valid_after_utc,
+        issuer=issuer_of(cert),
+    )
+
+
+async def _check_anonymous(door: Door, visit: Visit, pem: bytes | None) -> None:
+    """A health or reflection call: its certificate, when there is one, must not be revoked
+    or expired; a refusal is audited like any caller's."""
+    if not pem:
+        return
+    try:
+        door.check_caller(_anonymous_peer(pem))
+    except ProoflessError as err:
+        if door.on_rejected is not None:
+            await door.on_rejected(visit.call.rpc, visit.call.request_id, err)
+        raise
 
 
 async def abort_with(context: grpc.aio.ServicerContext, err: ProoflessError) -> None:
@@ -72,10 +107,13 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
         method: str = details.method
         anonymous = method.startswith(_ANONYMOUS_SERVICES)
+        if handler.unary_unary is None:
+            # streaming: health's Watch and reflection, anonymous; the gateway serves no other
+            return self._checked_stream(handler, details) if anonymous else handler
         rpc = method.rsplit("/", 1)[-1]
         inner: Handler = handler.unary_unary
         door = self.door
@@ -87,7 +125,9 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
             context.set_trailing_metadata((("x-request-id", request_id),))
             code = grpc.StatusCode.OK
             try:
-                if not anonymous:
+                if anonymous:
+                    await _check_anonymous(door, visit, _peer_pem(context))
+                else:
                     await door.admit(visit, _peer_pem(context))
                 return await inner(request, context)
             except ProoflessError as err:
@@ -104,6 +144,49 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
                 door.close(visit, code)
 
         return grpc.unary_unary_rpc_method_handler(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _checked_stream(
+        self, handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler:
+        """A streaming anonymous handler (health's Watch, reflection) behind the certificate
+        check of a unary one. Only a refused stream is counted and logged as a call: a
+        Watch lasts as long as its client, and is no load the in-flight gauge should show."""
+        door = self.door
+        rpc = details.method.rsplit("/", 1)[-1]
+        request_id = request_id_from(details.invocation_metadata)
+        inner = handler.unary_stream or handler.stream_stream or handler.stream_unary
+
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            pem = _peer_pem(context)
+            if pem:
+                try:
+                    door.check_caller(_anonymous_peer(pem))
+                except ProoflessError as err:
+                    visit = door.open(rpc, request_id, "grpc")
+                    try:
+                        if door.on_rejected is not None:
+                            await door.on_rejected(rpc, request_id, err)
+                        await abort_with(context, err)
+                    finally:
+                        door.close(visit, err.code)
+            result = inner(request, context)
+            if inspect.isasyncgen(result):
+                answers: AsyncIterator[Any] = result
+                async for answer in answers:
+                    await context.write(answer)
+                return None
+            return await result
+
+        kind = {
+            (False, True): grpc.unary_stream_rpc_method_handler,
+            (True, True): grpc.stream_stream_rpc_method_handler,
+            (True, False): grpc.stream_unary_rpc_method_handler,
+        }[(handler.request_streaming, handler.response_streaming)]
+        return kind(
             wrapped,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,

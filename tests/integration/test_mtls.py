@@ -25,7 +25,14 @@ from cryptography.hazmat.primitives import serialization
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway.devtools.pki import DevPki, create_ca, issue_client, make_server_cert, revoke
+from gateway.devtools.pki import (
+    DevPki,
+    create_ca,
+    issue_client,
+    make_crl,
+    make_server_cert,
+    revoke,
+)
 from proofless.v1 import verification_pb2 as pb
 from proofless.v1 import verification_pb2_grpc as pb_grpc
 from tests.support.stack import Stack, poll, rich_details, running_stack
@@ -281,7 +288,9 @@ async def test_server_certificate_rotates_under_a_running_gateway(mtls_stack: St
 async def test_client_ca_rotation_accepts_the_new_ca_at_new_handshakes(
     mtls_stack: Stack, tmp_path: Path
 ) -> None:
-    """CA rollover: the CA file becomes old + new bundle; callers from either CA get in."""
+    """CA rollover: the CA file becomes old + new bundle and the CRL file carries each CA's
+    CRL; callers from either CA get in. Until the new CA's CRL is there, its callers are
+    refused: nothing says their certificates are not revoked."""
     pki = mtls_stack.pki
     new_ca = create_ca("Proofless Dev CA 2")
     rolled = issue_client(pki.dir, CALLER, "approval", ca=new_ca, out_dir=tmp_path)
@@ -290,5 +299,15 @@ async def test_client_ca_rotation_accepts_the_new_ca_at_new_handshakes(
 
     bundle = pki.ca_pem.read_bytes() + new_ca.cert.public_bytes(serialization.Encoding.PEM)
     write_atomically(pki.ca_pem, bundle)
+    err = await refused(list_items(mtls_stack, creds))
+    assert (err.code(), reason_of(err)) == (grpc.StatusCode.UNAUTHENTICATED, "REVOCATION_UNKNOWN")
+
+    new_crl = make_crl(new_ca, [], number=1).public_bytes(serialization.Encoding.PEM)
+    write_atomically(pki.ca_crl, pki.ca_crl.read_bytes() + new_crl)
+
+    async def admitted() -> bool:
+        return await error_of(list_items(mtls_stack, creds)) is None
+
+    await poll(admitted, "CRL reload")
     assert (await list_items(mtls_stack, creds)).caller == CALLER
     await assert_healthy(mtls_stack)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -23,7 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from gateway.cli.certs import add_commands
 from gateway.crypto import jws, keys
 from gateway.devtools import pki
-from gateway.domain.errors import ConfigError, Unauthenticated
+from gateway.domain.errors import ConfigError, ProoflessError, Unauthenticated
 from gateway.server.identity import caller_from_pem
 
 
@@ -401,3 +401,104 @@ def test_cli_certs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _run("certs", "revoke", "--dir", d, "--caller", "nobody") == 1
     assert "no unrevoked certificate" in capsys.readouterr().err
     assert _run("certs") == 2
+
+
+# ---- CRLs in force: by issuer, with their numbers -------------------------------------------
+
+
+def _crl_pem(ca: pki.CertAuthority, revoked: list[int], number: int, **kw: object) -> bytes:
+    now = dt.datetime.now(dt.UTC)
+    crl = pki.make_crl(ca, [(s, now) for s in revoked], number=number, **kw)  # type: ignore[arg-type]
+    return crl.public_bytes(serialization.Encoding.PEM)
+
+
+def _pem(ca: pki.CertAuthority) -> bytes:
+    return ca.cert.public_bytes(serialization.Encoding.PEM)
+
+
+def test_each_crl_is_checked_against_its_own_ca_in_the_bundle(tmp_path: Path) -> None:
+    a, b = pki.create_ca("CA A"), pki.create_ca("CA B")
+    (tmp_path / "ca.pem").write_bytes(_pem(a) + _pem(b))
+    (tmp_path / "ca.crl").write_bytes(_crl_pem(b, [7], 3) + _crl_pem(a, [5], 9))
+    state = keys.load_revocation(tmp_path / "ca.crl", tmp_path / "ca.pem")
+    a_key = (a.cert.subject.public_bytes(), keys.key_id_of(a.cert))
+    b_key = (b.cert.subject.public_bytes(), keys.key_id_of(b.cert))
+    a_crl, b_crl = state.crl_for(a_key), state.crl_for(b_key)
+    assert a_crl is not None
+    assert b_crl is not None
+    assert (a_crl.revoked, a_crl.number, b_crl.revoked, b_crl.number) == ({5}, 9, {7}, 3)
+    # a certificate that names its issuer but no key identifier: by name, when unambiguous
+    assert state.crl_for((a_key[0], b"")) == a_crl
+    # a CA with the same name and another key is another CA
+    same_name = pki.create_ca("CA A")
+    assert state.crl_for((a_key[0], keys.key_id_of(same_name.cert))) is None
+
+
+def test_a_crl_no_ca_of_the_bundle_signed_is_refused(tmp_path: Path) -> None:
+    a, rogue = pki.create_ca("CA A"), pki.create_ca("CA A")  # the same name, another key
+    (tmp_path / "ca.pem").write_bytes(_pem(a))
+    (tmp_path / "ca.crl").write_bytes(_crl_pem(a, [], 1) + _crl_pem(rogue, [], 2))
+    with pytest.raises(ConfigError, match="CRL 2: not signed by the CA"):
+        keys.load_revocation(tmp_path / "ca.crl", tmp_path / "ca.pem")
+
+
+def test_a_crl_without_a_number_a_delta_or_two_of_one_ca_are_refused(tmp_path: Path) -> None:
+    ca = pki.create_ca("CA A")
+    (tmp_path / "ca.pem").write_bytes(_pem(ca))
+    now = dt.datetime.now(dt.UTC)
+    base = x509.CertificateRevocationListBuilder().issuer_name(ca.cert.subject).last_update(now)
+    cases = {
+        "no CRL number": base.next_update(now + dt.timedelta(days=1)),
+        "delta CRL": base.next_update(now + dt.timedelta(days=1))
+        .add_extension(x509.CRLNumber(2), critical=False)
+        .add_extension(x509.DeltaCRLIndicator(1), critical=True),
+    }
+    for message, builder in cases.items():
+        crl = builder.sign(ca.key, hashes.SHA256())
+        (tmp_path / "ca.crl").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+        with pytest.raises(ConfigError, match=message):
+            keys.load_revocation(tmp_path / "ca.crl", tmp_path / "ca.pem")
+    (tmp_path / "ca.crl").write_bytes(_crl_pem(ca, [], 1) + _crl_pem(ca, [], 2))
+    with pytest.raises(ConfigError, match="a second CRL"):
+        keys.load_revocation(tmp_path / "ca.crl", tmp_path / "ca.pem")
+
+
+def test_an_older_crl_number_is_refused_across_reloads(tmp_path: Path) -> None:
+    ca = pki.create_ca("CA A")
+    (tmp_path / "ca.pem").write_bytes(_pem(ca))
+    accepted: dict[keys.IssuerKey, int] = {}
+
+    def load(number: int) -> keys.Revocation:
+        (tmp_path / "ca.crl").write_bytes(_crl_pem(ca, [number], number))
+        return keys.load_revocation(tmp_path / "ca.crl", tmp_path / "ca.pem", accepted=accepted)
+
+    load(4)
+    load(4)  # the same CRL read again
+    load(6)
+    with pytest.raises(ConfigError, match="number 5, older than number 6"):
+        load(5)
+    with pytest.raises(ConfigError, match="older than number 6"):
+        load(4)  # still: the refused loads did not lower the mark
+    assert list(accepted.values()) == [6]
+
+
+def test_check_revocation_fails_closed() -> None:
+    ca = pki.create_ca("CA A")
+    key = (ca.cert.subject.public_bytes(), keys.key_id_of(ca.cert))
+    now = dt.datetime.now(dt.UTC)
+
+    def state(next_update: dt.datetime) -> keys.Revocation:
+        crl = keys.IssuerCrl("CN=CA A", 1, now, next_update, frozenset({5}))
+        return keys.Revocation({key: crl})
+
+    fresh = state(now + dt.timedelta(days=1))
+    keys.check_revocation(fresh, key, 6, now)
+    keys.check_revocation(None, key, 5, now)  # revocation = "off"
+    for revocation, issuer, serial, reason in (
+        (fresh, key, 5, "CERTIFICATE_REVOKED"),
+        (fresh, (key[0], b"other key"), 6, "REVOCATION_UNKNOWN"),
+        (state(now - dt.timedelta(seconds=1)), key, 6, "REVOCATION_LIST_STALE"),
+    ):
+        with pytest.raises(ProoflessError) as refused:
+            keys.check_revocation(revocation, issuer, serial, now)
+        assert refused.value.reason == reason
