@@ -149,7 +149,9 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
         item = rules.policy.item(v.service_item)
         if item is not None:
             call.service_item = item.code
-            if item.covert_embargo_days:
+            # Only a caller the item lists gets the embargo: naming a covert item must not
+            # hide anyone else's attempt from the citizen.
+            if item.covert_embargo_days and access.caller in item.callers:
                 until = self._d.today().toordinal() + item.covert_embargo_days
                 access.covert_until = date.fromordinal(until).isoformat()
 

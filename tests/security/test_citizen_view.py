@@ -146,3 +146,24 @@ async def test_the_other_person_of_a_kinship_claim_sees_the_access(stack: Stack)
         audit_pb2.ListAccessesRequest(id_number=head, citizen_token=stack.citizen_token(head))
     )
     assert index in {a.audit_index for a in seen.accesses}
+
+
+async def test_naming_a_covert_item_hides_nothing_from_the_citizen(stack: Stack) -> None:
+    """A caller not entitled to the covert item cannot hide its attempt behind the item's
+    embargo: its (denied) access stays in the citizen's view."""
+    idn = stack.scenarios["no_property"]
+    window = await stack.verification("quangang-window")  # not a caller of subsistence-review
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await window.VerifyClaims(ownership("subsistence-review", idn, "probe", "S6-1"))
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    log = stack.gateway.audit
+    probe = log.tree_size - 1
+    (line,) = await log.entries(probe, probe + 1)
+    entry = json.loads(line)
+    assert (entry["caller"], entry["outcome"]) == ("quangang-window", "denied")
+    assert "covert_until" not in entry
+    portal = await stack.audit("citizen-portal")
+    seen = await portal.ListAccesses(
+        audit_pb2.ListAccessesRequest(id_number=idn, citizen_token=stack.citizen_token(idn))
+    )
+    assert probe in {a.audit_index for a in seen.accesses}
