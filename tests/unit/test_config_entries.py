@@ -57,9 +57,7 @@ def test_an_item_edit_is_a_change_of_that_item_alone() -> None:
 
 def test_a_refused_load_keeps_the_old_versions_and_says_why() -> None:
     current = snapshot()
-    entry = config_entry(
-        time="t", trigger="change", old=current, new=current, refused="x" * 1000
-    )
+    entry = config_entry(time="t", trigger="change", old=current, new=current, refused="x" * 1000)
     assert entry["outcome"] == "refused"
     assert entry["policy"]["old"] == entry["policy"]["new"] == current.policy.version
     assert len(entry["error"]) == 300
