@@ -167,7 +167,10 @@ class Tracing:
                 attributes["server.port"] = port
         span = tracer.start_span(name, parent, kind=SpanKind.SERVER, attributes=attributes)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
-        return ServerSpan(span, token, current_tracer.set(tracer), http is not None)
+        # a call the sampler left out has no children either (they would not be kept), but
+        # its context still goes on to the departments, with the sampled flag unset
+        children = tracer if span.is_recording() else None
+        return ServerSpan(span, token, current_tracer.set(children), http is not None)
 
     async def shutdown(self) -> None:
         """Export what is left and stop the exporter (in a thread: the export is blocking,

@@ -15,6 +15,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import CollectorRegistry
 
 from gateway.config import TracingConfig, parse_config
@@ -289,6 +290,25 @@ def test_sampling_is_parent_based_at_the_ratio() -> None:
     on.provider.shutdown()
     # ratio 0 keeps no trace of its own; the caller's sampled flag decides for its calls
     assert [s.parent.span_id if s.parent else None for s in spans] == [int(CALLER_SPAN, 16)]
+
+
+def test_a_call_left_out_by_the_sampler_has_no_children_but_passes_its_context_on() -> None:
+    exporter = InMemorySpanExporter()
+    on = start_tracing(TracingConfig(sample_ratio=0.0, export_delay_ms=10), exporter=exporter)
+    door = Door(Metrics(CollectorRegistry()), tracing=on)
+    unsampled = TRACEPARENT[:-2] + "00"
+    visit = door.open("X", "r", "grpc", headers=[("traceparent", unsampled)])
+    assert current_tracer.get() is None
+    with traced("policy") as span:
+        assert span is trace.INVALID_SPAN
+    headers: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(headers)
+    assert headers["traceparent"][:36] == f"00-{TRACE_ID}-"
+    assert headers["traceparent"].endswith("-00")
+    door.close(visit, grpc.StatusCode.OK)
+    assert finished(on, exporter) == []
+    assert on.provider is not None
+    on.provider.shutdown()
 
 
 @pytest.mark.parametrize(
