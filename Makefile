@@ -33,7 +33,7 @@ run: certs  ## start the department simulators and the gateway; Ctrl-C stops
 demo: certs  ## a scripted tour of approval-system calls against a fresh gateway
 	$(BIN)/proofless demo --config $(CONFIG)
 
-simulators: certs  ## only the three department simulators
+simulators: certs  ## only the embedded department simulators
 	$(BIN)/proofless simulators --config $(CONFIG)
 
 REPLICAS ?= 3

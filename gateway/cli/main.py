@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func, help_text in (
         ("serve", cmd_serve, "run the gateway (gRPC + ops HTTP) until SIGTERM/Ctrl-C"),
-        ("simulators", cmd_simulators, "run the three embedded department simulators"),
+        ("simulators", cmd_simulators, "run the embedded department simulators"),
         ("dev", cmd_dev, "run the simulators and the gateway together (what `make run` does)"),
         ("demo", cmd_demo, "a scripted tour of approval-system calls on a fresh gateway"),
     ):
