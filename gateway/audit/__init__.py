@@ -1,4 +1,5 @@
-"""The tamper-evident audit log: a transparency log of every access (DESIGN.md, "Audit log").
+"""The tamper-evident audit log: a transparency log of every access (ARCHITECTURE.md,
+"Formats" and "Guarantees").
 
 Rooms: `merkle` (RFC 9162 tree maths, pure), `note` (C2SP signed notes and checkpoints, pure),
 `entry` (canonical entries and subjects, pure), `storage` (segments and checkpoint files),

@@ -1,6 +1,6 @@
 """`proofless serve --workers N`: N gateway processes on one host sharing one gRPC port.
 
-One asyncio gateway process uses about one core (DESIGN.md, performance method); a bigger
+One asyncio gateway process uses about one core (BENCHMARKS.md, "Method"); a bigger
 host runs several. Each worker is a whole gateway in its own process:
 
 - the gRPC port is shared through SO_REUSEPORT (the server sets `grpc.so_reuseport`); the

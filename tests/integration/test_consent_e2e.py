@@ -181,7 +181,8 @@ async def test_a_token_that_is_not_a_compact_jws_is_a_bad_request(
         for v in d.field_violations
     ]
     assert fields == ["context.consent_token"]
-    # DESIGN.md's audit outcomes are granted / denied / not_found / error; the status says why
+    # the audit outcomes (gateway/domain/vocabulary.py) are granted / denied / not_found /
+    # invalid / error; the status says why
     entry = await entry_for(stack, request_id)
     assert (entry["outcome"], entry["status"]) == ("invalid", "INVALID_ARGUMENT")
 

@@ -254,8 +254,8 @@ def test_short_signature(rfc_key: Ed25519PrivateKey) -> None:
 # ---- an independent implementation ------------------------------------------------------
 
 
-# joserfc warns that RFC 9864 deprecates "EdDSA" for "Ed25519"; DESIGN.md fixes alg EdDSA
-# (RFC 8037), which every JOSE library still verifies.
+# joserfc warns that RFC 9864 deprecates "EdDSA" for "Ed25519"; ARCHITECTURE.md ("Formats")
+# fixes alg EdDSA (RFC 8037), which every JOSE library still verifies.
 @pytest.mark.filterwarnings("ignore:EdDSA is deprecated")
 def test_independent_jose_library_verifies_our_tokens(key: Ed25519PrivateKey) -> None:
     token = jws.sign(b'{"a":1}', key, {"kid": jws.kid_of(key.public_key())})
