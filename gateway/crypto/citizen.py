@@ -27,7 +27,7 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +75,89 @@ def parse_salt(value: str) -> bytes:
     return salt
 
 
+# ---- what consent and citizen tokens share ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenKind:
+    """How one kind of issuer token reads: its JOSE typ, its name and reason prefix in every
+    refusal ("citizen token", CITIZEN_TOKEN_…), its string claims, its longest lifetime."""
+
+    typ: str
+    name: str
+    reason: str
+    strings: tuple[str, ...]
+    max_lifetime: int
+
+    def invalid(self, message: str) -> PermissionDenied:
+        return PermissionDenied(f"{self.name} {message}", reason=f"{self.reason}_INVALID")
+
+
+def read_token(
+    token: str,
+    issuer_keys: Mapping[str, Any],
+    kind: TokenKind,
+    check: Callable[[dict[str, Any]], None] = lambda claims: None,
+) -> tuple[dict[str, Any], bytes, str]:
+    """A token's claims, salt and kid once its signature, typ, claim types (`check` adds the
+    kind's own, before the salt and issuer), salt and issuer hold; PermissionDenied else."""
+    try:
+        header, payload = jws.verify(token, issuer_keys)
+    except jws.ProofInvalid as exc:
+        raise kind.invalid(f"rejected: {exc.message}") from exc
+    if header.get("typ") != kind.typ:
+        raise kind.invalid(f"must have typ {kind.typ}")
+    try:
+        claims = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise kind.invalid("payload is not UTF-8 JSON") from exc
+    if not isinstance(claims, dict):
+        raise kind.invalid("payload is not a JSON object")
+    for name in kind.strings:
+        if not isinstance(claims.get(name), str):
+            raise kind.invalid(f"lacks the string claim {name}")
+    for name in ("iat", "exp"):
+        value = claims.get(name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise kind.invalid(f"lacks the integer claim {name}")
+    check(claims)
+    try:
+        salt = parse_salt(claims["salt"])
+    except ValueError as exc:
+        raise kind.invalid(str(exc)) from exc
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not issuer_of_token(issuer_keys, kid, claims["iss"]):
+        raise PermissionDenied(
+            f"{kind.name}'s issuer is not one its key is trusted for",
+            reason=f"{kind.reason}_UNTRUSTED_ISSUER",
+        )
+    return claims, salt, kid
+
+
+def check_lifetime(
+    kind: TokenKind, issued_at: int, expires_at: int, now: float, leeway: int
+) -> None:
+    """Issued before it expires, for no longer than the kind allows, not in the future, not
+    expired (each with `leeway` seconds of clock difference)."""
+    if expires_at <= issued_at:
+        raise kind.invalid("expires before it is issued")
+    if expires_at - issued_at > kind.max_lifetime:
+        raise kind.invalid(f"lives longer than {kind.max_lifetime} seconds")
+    if issued_at > now + leeway:
+        raise kind.invalid("is issued in the future")
+    if expires_at + leeway <= now:
+        raise PermissionDenied(f"{kind.name} has expired", reason=f"{kind.reason}_EXPIRED")
+
+
+CITIZEN = TokenKind(
+    TOKEN_TYPE,
+    "citizen token",
+    "CITIZEN_TOKEN",
+    ("iss", "citizen", "salt", "portal", "scope", "jti"),
+    MAX_LIFETIME,
+)
+
+
 def issue_citizen_token(
     key: Ed25519PrivateKey,
     *,
@@ -102,42 +185,12 @@ def issue_citizen_token(
     return jws.sign(body.encode("utf-8"), key, header)
 
 
-def _invalid(message: str) -> PermissionDenied:
-    return PermissionDenied(f"citizen token {message}", reason="CITIZEN_TOKEN_INVALID")
-
-
 def _parse(token: str, issuer_keys: Mapping[str, Any]) -> CitizenToken:
-    try:
-        header, payload = jws.verify(token, issuer_keys)
-    except jws.ProofInvalid as exc:
-        raise _invalid(f"rejected: {exc.message}") from exc
-    if header.get("typ") != TOKEN_TYPE:
-        raise _invalid(f"must have typ {TOKEN_TYPE}")
-    try:
-        claims = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise _invalid("payload is not UTF-8 JSON") from exc
-    if not isinstance(claims, dict):
-        raise _invalid("payload is not a JSON object")
-    for name in ("iss", "citizen", "salt", "portal", "scope", "jti"):
-        if not isinstance(claims.get(name), str):
-            raise _invalid(f"lacks the string claim {name}")
-    for name in ("iat", "exp"):
-        value = claims.get(name)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise _invalid(f"lacks the integer claim {name}")
-    if claims["scope"] != SCOPE:
-        raise _invalid(f"must have scope {SCOPE}")
-    try:
-        salt = parse_salt(claims["salt"])
-    except ValueError as exc:
-        raise _invalid(str(exc)) from exc
-    kid = header.get("kid")
-    if not isinstance(kid, str) or not issuer_of_token(issuer_keys, kid, claims["iss"]):
-        raise PermissionDenied(
-            "citizen token's issuer is not one its key is trusted for",
-            reason="CITIZEN_TOKEN_UNTRUSTED_ISSUER",
-        )
+    def scoped(claims: dict[str, Any]) -> None:
+        if claims["scope"] != SCOPE:
+            raise CITIZEN.invalid(f"must have scope {SCOPE}")
+
+    claims, salt, _ = read_token(token, issuer_keys, CITIZEN, scoped)
     return CitizenToken(
         issuer=claims["iss"],
         citizen=claims["citizen"],
@@ -165,14 +218,7 @@ def verify_citizen_token(
             reason="CITIZEN_TOKEN_MISSING",
         )
     parsed = _parse(token, issuer_keys)
-    if parsed.expires_at <= parsed.issued_at:
-        raise _invalid("expires before it is issued")
-    if parsed.expires_at - parsed.issued_at > MAX_LIFETIME:
-        raise _invalid(f"lives longer than {MAX_LIFETIME} seconds")
-    if parsed.issued_at > now + leeway:
-        raise _invalid("is issued in the future")
-    if parsed.expires_at + leeway <= now:
-        raise PermissionDenied("citizen token has expired", reason="CITIZEN_TOKEN_EXPIRED")
+    check_lifetime(CITIZEN, parsed.issued_at, parsed.expires_at, now, leeway)
     if parsed.portal != portal:
         raise PermissionDenied(
             "citizen token was given to another portal", reason="CITIZEN_TOKEN_WRONG_PORTAL"

@@ -50,8 +50,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from gateway.crypto import jws
-from gateway.crypto.citizen import SALT_BYTES, citizen_binding, parse_salt
-from gateway.crypto.keys import issuer_of_token
+from gateway.crypto.citizen import (
+    SALT_BYTES,
+    TokenKind,
+    check_lifetime,
+    citizen_binding,
+    read_token,
+)
 from gateway.domain.errors import ConfigError, PermissionDenied, ResourceExhausted, Unavailable
 
 log = logging.getLogger("proofless.consent")
@@ -256,42 +261,21 @@ def issue_consent(
     return jws.sign(body.encode("utf-8"), key, header)
 
 
-def _invalid(message: str) -> PermissionDenied:
-    return PermissionDenied(f"consent token {message}", reason="CONSENT_INVALID")
+CONSENT = TokenKind(
+    TOKEN_TYPE,
+    "consent token",
+    "CONSENT",
+    ("iss", "applicant", "salt", "caller", "item", "case_id", "jti"),
+    MAX_LIFETIME,
+)
 
 
 def _parse(token: str, issuer_keys: Mapping[str, Any]) -> ConsentToken:
-    try:
-        header, payload = jws.verify(token, issuer_keys)
-    except jws.ProofInvalid as exc:
-        raise _invalid(f"rejected: {exc.message}") from exc
-    if header.get("typ") != TOKEN_TYPE:
-        raise _invalid(f"must have typ {TOKEN_TYPE}")
-    try:
-        claims = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise _invalid("payload is not UTF-8 JSON") from exc
-    if not isinstance(claims, dict):
-        raise _invalid("payload is not a JSON object")
-    for name in ("iss", "applicant", "salt", "caller", "item", "case_id", "jti"):
-        if not isinstance(claims.get(name), str):
-            raise _invalid(f"lacks the string claim {name}")
-    for name in ("iat", "exp"):
-        value = claims.get(name)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise _invalid(f"lacks the integer claim {name}")
-    if not _JTI.match(claims["jti"]):
-        raise _invalid("jti must be 8-128 characters of A-Z a-z 0-9 _ . : -")
-    try:
-        salt = parse_salt(claims["salt"])
-    except ValueError as exc:
-        raise _invalid(str(exc)) from exc
-    kid = header.get("kid")
-    if not isinstance(kid, str) or not issuer_of_token(issuer_keys, kid, claims["iss"]):
-        raise PermissionDenied(
-            "consent token's issuer is not one its key is trusted for",
-            reason="CONSENT_UNTRUSTED_ISSUER",
-        )
+    def jti_shaped(claims: dict[str, Any]) -> None:
+        if not _JTI.match(claims["jti"]):
+            raise CONSENT.invalid("jti must be 8-128 characters of A-Z a-z 0-9 _ . : -")
+
+    claims, salt, kid = read_token(token, issuer_keys, CONSENT, jti_shaped)
     return ConsentToken(
         issuer=claims["iss"],
         applicant=claims["applicant"],
@@ -327,14 +311,7 @@ def check_consent(
             "this service item requires the applicant's consent token", reason="CONSENT_MISSING"
         )
     consent = _parse(token, issuer_keys)
-    if consent.expires_at <= consent.issued_at:
-        raise _invalid("expires before it is issued")
-    if consent.expires_at - consent.issued_at > MAX_LIFETIME:
-        raise _invalid(f"lives longer than {MAX_LIFETIME} seconds")
-    if consent.issued_at > now + leeway:
-        raise _invalid("is issued in the future")
-    if consent.expires_at + leeway <= now:
-        raise PermissionDenied("consent token has expired", reason="CONSENT_EXPIRED")
+    check_lifetime(CONSENT, consent.issued_at, consent.expires_at, now, leeway)
     if consent.caller != caller:
         raise PermissionDenied(
             "consent token was given to another caller", reason="CONSENT_WRONG_CALLER"
