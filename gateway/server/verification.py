@@ -271,9 +271,10 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
         rules: InForce,
         v: RecordRequest,
         context: Any,
-    ) -> tuple[frozenset[str], Fetched[Any], bool]:
-        """Authorize, check the conditions and fetch: the fields that may leave, the answer,
-        and whether the applicant's name must be checked against it."""
+    ) -> tuple[frozenset[str], Fetched[Any], list[dict[str, Any]]]:
+        """Authorize, check the conditions and fetch: the fields that may leave, the answer
+        and its records (one, or 0..n for cardinality "many"), the applicant's name checked
+        against them where the item grants the name."""
         evidence = v.evidence
         self._admit(call, access, rules, v.common, evidence.code)
         with traced("policy"):
@@ -285,7 +286,12 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
         fetched = await self._d.departments.fetch(
             access, evidence, v.common.subject, self._deadline(context)
         )
-        return fields, fetched, check_name
+        many = evidence.cardinality == "many"
+        records: list[dict[str, Any]] = fetched.record if many else [fetched.record]
+        if check_name and any(r.get("name") != v.common.name for r in records):
+            # Same answer as an unknown person: no oracle for guessing names.
+            raise NotFound("no record matches the applicant", reason="RECORD_NOT_FOUND")
+        return fields, fetched, records
 
     # ---- typed records ----------------------------------------------------------------
 
@@ -313,13 +319,9 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
                 evidence,
                 today=self._d.today(),
             )
-            fields, fetched, check_name = await self._read(call, access, rules, v, context)
+            fields, fetched, records = await self._read(call, access, rules, v, context)
             build = rules.builders[evidence.code].build
             many = evidence.cardinality == "many"
-            records = fetched.record if many else [fetched.record]
-            if check_name and any(r.get("name") != v.common.name for r in records):
-                # Same answer as an unknown person: no oracle for guessing names.
-                raise NotFound("no record matches the applicant", reason="RECORD_NOT_FOUND")
             pairs = [mask_and_disclose(build(r), fields) for r in records]
             masked = [m for m, _ in pairs]
             data: Any = [d for _, d in pairs] if many else pairs[0][1]
@@ -395,15 +397,12 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
     ) -> pb.EvidenceResponse:
         async def body(call: Call, access: Access, rules: InForce) -> pb.EvidenceResponse:
             v = evidence_request(request, rules.catalogue, today=self._d.today())
-            fields, fetched, check_name = await self._read(call, access, rules, v, context)
+            fields, fetched, records = await self._read(call, access, rules, v, context)
             many = v.evidence.cardinality == "many"
-            records: list[dict[str, Any]] = fetched.record if many else [fetched.record]
-            if check_name and any(r.get("name") != v.common.name for r in records):
-                raise NotFound("no record matches the applicant", reason="RECORD_NOT_FOUND")
             masked = [{k: r[k] for k in r if k in fields} for r in records]
             response = pb.EvidenceResponse(evidence_type=v.evidence.code)
             for record in masked:
-                response.records.add().update(_struct_ready(record))
+                response.records.add().update(record)
             data: Any = masked if many else masked[0]
             return await self._answer(
                 access, rules, v, fields=fields, data=data, fetched=fetched, response=response
@@ -610,11 +609,6 @@ class VerificationServicer(pb_grpc.VerificationServiceServicer):
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _struct_ready(record: Mapping[str, Any]) -> dict[str, Any]:
-    """Struct holds JSON values; canonical records already are (numbers become doubles)."""
-    return dict(record)
 
 
 def _with_values(claim: ParsedClaim, values: Mapping[str, Any]) -> ParsedClaim:
