@@ -69,6 +69,7 @@ from gateway.domain.requirements import (
 from gateway.domain.vocabulary import ROLES
 
 _ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+#: an item attribute, a requirement or group, a party role
 _ATTRIBUTE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _MAX_EMBARGO_DAYS = 3650
 _MAX_REPEAT = 16
@@ -301,9 +302,6 @@ def _parse_item(
     )
 
 
-_ROLE = re.compile(r"[a-z][a-z0-9_]{0,31}")
-
-
 def _parse_requirements(
     source: str, code: str, r: _Reader, attributes: dict[str, str], vocabulary: Vocabulary
 ) -> ItemRequirements:
@@ -385,7 +383,7 @@ def _parse_requirement(
                 params[param] = ParamSource(item_attribute=attribute)
             else:
                 role = src.get("party", str)
-                if not _ROLE.fullmatch(role):
+                if not _ATTRIBUTE.fullmatch(role):
                     src.fail("party", "a role is 1-32 of a-z 0-9 _, starting with a letter")
                 if kind not in ("person", "organisation"):
                     src.fail("party", "only a person or organisation parameter names a party")
@@ -417,7 +415,7 @@ def _subject_party(q: _Reader) -> str:
     st = _Reader(q.source, f"{q.table}.subject", q.get("subject", dict))
     st.only("party")
     party: str = st.get("party", str)
-    if not _ROLE.fullmatch(party):
+    if not _ATTRIBUTE.fullmatch(party):
         st.fail("party", "a role is 1-32 of a-z 0-9 _, starting with a letter")
     return party
 

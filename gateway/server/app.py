@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import signal
 import ssl
 import time
@@ -49,8 +48,8 @@ from gateway.crypto.keys import (
 from gateway.crypto.proofs import ProofSigner
 from gateway.domain.access import Access
 from gateway.domain.errors import ConfigError, ProoflessError, Unauthenticated
-from gateway.domain.validation import PERSONAL_NUMBER
 from gateway.ops.http import OpsServer
+from gateway.ops.logging import redact
 from gateway.ops.metrics import Metrics
 from gateway.ops.tlog import AuditPublishing
 from gateway.ops.tracing import OFF, Tracing, start_tracing
@@ -359,7 +358,7 @@ async def running_gateway(
             health following them (gateway/server/readiness.py says what counts)."""
             readiness.set("audit", audit.failure_reason)
             readiness.set("signing", signer.probe())
-            refused = _redacted(rules.last_error)[:200]
+            refused = redact(rules.last_error)[:200]
             readiness.note(
                 "config",
                 f"the last reload was refused; the previous rules stay in force ({refused})"
@@ -474,7 +473,7 @@ def _reload_rules(
         trigger="sighup" if force else "change",
         old=before,
         new=rules.value,
-        refused=_redacted(refused),
+        refused=redact(refused),
     )
     task = asyncio.get_running_loop().create_task(_append_config(audit, entry))
     _CONFIG_APPENDS.add(task)
@@ -482,12 +481,6 @@ def _reload_rules(
 
 
 _CONFIG_APPENDS: set[asyncio.Task[None]] = set()
-PERSONAL_NUMBER_RE = re.compile(PERSONAL_NUMBER)
-
-
-def _redacted(text: str) -> str:
-    """A refusal's message, any personal number in it replaced (a file could hold one)."""
-    return PERSONAL_NUMBER_RE.sub("[redacted]", text)
 
 
 async def _append_config(audit: AuditLog, entry: dict[str, Any]) -> None:
