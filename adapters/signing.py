@@ -36,9 +36,9 @@ def string_to_sign(method: str, path_qs: str, timestamp: str, nonce: str, body: 
 def signature(
     secret: bytes, *, method: str, path_qs: str, timestamp: str, nonce: str, body: bytes
 ) -> str:
-    return hmac.new(
-        secret, string_to_sign(method, path_qs, timestamp, nonce, body), hashlib.sha256
-    ).hexdigest()
+    return hmac.digest(
+        secret, string_to_sign(method, path_qs, timestamp, nonce, body), "sha256"
+    ).hex()
 
 
 def signed_headers(

@@ -166,7 +166,12 @@ def beijing_time(value: object) -> datetime:
         return value if value.tzinfo else value.replace(tzinfo=CHINA_TZ)
     s = text(value)
     if len(s) == 14 and s.isdigit():
-        parsed = datetime.strptime(s, "%Y%m%d%H%M%S")
+        # = datetime.strptime(s, "%Y%m%d%H%M%S") for every 14-digit string (a property
+        # test holds them together), at a tenth of its cost: out-of-range parts raise
+        # ValueError from the constructor as from strptime
+        parsed = datetime(
+            int(s[:4]), int(s[4:6]), int(s[6:8]), int(s[8:10]), int(s[10:12]), int(s[12:])
+        )
     else:
         parsed = datetime.fromisoformat(s)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=CHINA_TZ)

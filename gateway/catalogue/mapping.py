@@ -19,11 +19,37 @@ from typing import Any
 from google.protobuf import descriptor, symbol_database
 from google.protobuf.message import Message
 
-from gateway.catalogue.converters import FAILURES, is_empty
+from gateway.catalogue.converters import FAILURES
 from gateway.catalogue.schema import EvidenceType, FieldSpec, RecordSpec
 from gateway.domain.errors import DepartmentMalformed
 
 _FD = descriptor.FieldDescriptor
+
+
+#: one step per field of a RecordSpec: (name, primary key, all source keys or None when the
+#: field has one, required, sub-record field or None, converter)
+_Step = tuple[str, str, tuple[str, ...] | None, bool, FieldSpec | None, Callable[..., Any]]
+#: id(spec) → (spec, its steps): built once per spec; the spec is held so its id stays its own
+_STEPS: dict[int, tuple[RecordSpec, tuple[_Step, ...]]] = {}
+
+
+def _steps(spec: RecordSpec) -> tuple[_Step, ...]:
+    held = _STEPS.get(id(spec))
+    if held is not None and held[0] is spec:
+        return held[1]
+    steps = tuple(
+        (
+            f.name,
+            f.sources[0],
+            f.sources if len(f.sources) > 1 else None,
+            f.required,
+            f if f.record is not None else None,
+            f.convert,
+        )
+        for f in spec.fields
+    )
+    _STEPS[id(spec)] = (spec, steps)
+    return steps
 
 
 def map_record(spec: RecordSpec, row: object, what: str) -> dict[str, Any]:
@@ -31,17 +57,19 @@ def map_record(spec: RecordSpec, row: object, what: str) -> dict[str, Any]:
     if not isinstance(row, Mapping):
         raise DepartmentMalformed(f"{what}: expected an object")
     out: dict[str, Any] = {}
-    for f in spec.fields:
-        primary = f.sources[0]
-        if is_empty(row.get(primary)):
-            if f.required:
+    get = row.get
+    for name, primary, sources, required, sub, convert in _steps(spec):
+        value = get(primary)
+        # is_empty, inline: this loop runs for every field of every answer
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if required:
                 raise DepartmentMalformed(f"{what}: field {primary} is missing")
             continue
-        if f.record is not None:
-            out[f.name] = _rows(f, row.get(primary), what)
+        if sub is not None:
+            out[name] = _rows(sub, value, what)
             continue
         try:
-            out[f.name] = f.convert(*(row.get(s) for s in f.sources))
+            out[name] = convert(value) if sources is None else convert(*map(get, sources))
         except FAILURES:
             # `from None`: the original exception may quote the value.
             raise DepartmentMalformed(f"{what}: field {primary} is unreadable") from None

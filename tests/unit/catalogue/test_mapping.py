@@ -10,6 +10,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters.connectors import common
 from adapters.simulators import datagen
@@ -424,6 +426,25 @@ def test_converters_read(convert: Any, value: object, expected: object) -> None:
 def test_converters_refuse(convert: Any, value: object) -> None:
     with pytest.raises(converters.FAILURES):
         convert(value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        st.integers(10**13, 10**14 - 1).map(str),  # every 14-digit string, most invalid
+        st.datetimes(min_value=datetime(1000, 1, 1)).map(lambda d: f"{d:%Y%m%d%H%M%S}"),
+        st.text(st.characters(categories=["Nd", "No"]), min_size=14, max_size=14),
+    )
+)
+def test_fourteen_digit_times_read_as_strptime_reads_them(value: str) -> None:
+    """beijing_time slices 14 digits itself; strptime's answer (or refusal) is the reference."""
+    try:
+        expected = datetime.strptime(value, "%Y%m%d%H%M%S").replace(tzinfo=converters.CHINA_TZ)
+    except ValueError:
+        with pytest.raises(converters.FAILURES):
+            converters.beijing_time(value)
+        return
+    assert converters.beijing_time(value) == expected
 
 
 def test_code_tables_take_strings_and_numbers_but_not_booleans() -> None:
