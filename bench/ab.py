@@ -5,7 +5,8 @@ runs the closed-loop client against them in turn, forward then reverse each roun
 server µs/call (server CPU ÷ calls answered) and req/s per run and the median per kind. The
 quick way to price one change: run the two kinds side by side, or one kind from two checkouts
 (`gw-mem gw-mem@/tmp/base`: the second runs `bench.servers` from that directory); `:IDS`
-sets how many applicants that kind's load cycles through (`gw-mem:1 gw-mem:512`).
+sets how many applicants that kind's load cycles through (`gw-mem:1 gw-mem:512`); a `+uvloop`
+suffix runs that server on uvloop (`gw-mem gw-mem+uvloop`; `--uvloop` puts every server on it).
 """
 
 from __future__ import annotations
@@ -48,13 +49,14 @@ def main() -> None:
                 if kind.rpartition(":")[0] in servers:  # the same server, another load
                     servers[kind] = servers[kind.rpartition(":")[0]]
                     continue
-                server_kind, _, tree = kind.partition(":")[0].partition("@")
+                name, on_uvloop, _ = kind.partition(":")[0].partition("+uvloop")
+                server_kind, _, tree = name.partition("@")
                 servers[kind] = start_server(
                     f"s{len(servers)}",
                     server_kind,
                     work,
                     core=SERVER_CORE,
-                    extra=extra,
+                    extra=extra + (["--uvloop"] if on_uvloop and not args.uvloop else []),
                     cwd=Path(tree) if tree else None,
                 )
             for r in range(args.rounds):

@@ -9,6 +9,9 @@
               interceptor path; `python -m bench.ab b0 b0-int`)
     b1        bare grpc.aio pass-through: the same RPC calls the household simulator through
               the real signed adapter and returns the mapped record; no policy, audit or proof
+    b1-raw    the transport's floor for that department call: bare grpc.aio, one pooled
+              aiohttp POST of the same body to the same simulator's code and population
+              (its unsigned twin), the answer read and not parsed, b0's canned response
     gw-mem    Proofless, every feature on, household department in process (canned record)
     gw-http   Proofless, every feature on, the three simulators over HTTP and SQL
 
@@ -24,21 +27,26 @@ import json
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import grpc
+from aiohttp import web
 
+from adapters.auth import json_body
 from adapters.base import DepartmentAdapter, DepartmentId, Fetched, RecordNotFound, RecordQuery
 from adapters.connectors import build_connector
 from adapters.connectors.common import records
+from adapters.httpclient import JSON_CONTENT_TYPE
 from adapters.simulators.datagen import generate
-from adapters.simulators.household import person_payload
+from adapters.simulators.household import HouseholdSimulator, person_payload
 from bench.setup import POPULATION, RECORD_FIELDS, SEED, Workdir
 from gateway.catalogue import Catalogue, load_catalogue
 from gateway.catalogue.mapping import TypedBuilder
+from gateway.catalogue.schema import HttpCall
 from gateway.config import parse_config
 from gateway.devtools.pki import DevPki
 from proofless.v1 import verification_pb2 as pb
@@ -155,6 +163,57 @@ class PassThroughServicer(pb_grpc.VerificationServiceServicer):
         return pb.HouseholdRecordResponse(record=masked)
 
 
+class RawPassThroughServicer(CannedServicer):
+    """B1-raw: what the department call costs at the least: a bare pooled aiohttp POST of
+    the request body the household connector sends, its answer read whole, nothing signed,
+    checked, parsed or mapped; then b0's canned response."""
+
+    def __init__(self, url: str, body: Mapping[str, Any], pool_size: int) -> None:
+        super().__init__()
+        self._url = url
+        self._body = body
+        self._pool_size = pool_size
+        self._session: aiohttp.ClientSession | None = None
+
+    async def GetHouseholdRecord(self, request: Any, context: Any) -> pb.HouseholdRecordResponse:
+        if self._session is None:  # created on the serving loop
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._pool_size)
+            )
+        body = json_body(self._body, {"{subject}": request.applicant.id_number})
+        async with self._session.post(
+            self._url, data=body, headers={"Content-Type": JSON_CONTENT_TYPE}
+        ) as resp:
+            await resp.read()
+        if resp.status != 200:  # counted as an error by the client: the figure is not a 401's
+            raise RuntimeError(f"household twin answered HTTP {resp.status}")
+        return self._response
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class _AcceptAll:
+    """The unsigned twin's verifier: every request passes (b1-raw sends none)."""
+
+    def check(self, *args: Any) -> None:
+        return None
+
+
+async def _unsigned_household(population: Any) -> tuple[web.AppRunner, str]:
+    """The household simulator's code on the same population, signatures not checked: the
+    server b1-raw posts to, so its answer is the signed simulator's, byte for byte."""
+    twin = HouseholdSimulator(population, apps={})
+    twin.verifier = _AcceptAll()  # type: ignore[assignment]
+    runner = web.AppRunner(twin.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}"
+
+
 class NoOpInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
     """Passes every call straight on: what grpc.aio's interceptor machinery costs alone."""
 
@@ -210,12 +269,17 @@ async def main(args: argparse.Namespace) -> None:
         from gateway.devtools.recipe import simulated  # noqa: PLC0415 - sims process only
 
         async with simulated(raw) as (s, _):
-            _ready(
-                household_url=s.household_url,
-                social_security_url=s.social_security_url,
-                property_dsn=s.property_dsn,
-            )
-            await _until_stopped()
+            twin, unsigned_url = await _unsigned_household(s.population)
+            try:
+                _ready(
+                    household_url=s.household_url,
+                    household_unsigned_url=unsigned_url,
+                    social_security_url=s.social_security_url,
+                    property_dsn=s.property_dsn,
+                )
+                await _until_stopped()
+            finally:
+                await twin.cleanup()
     elif kind in ("b0", "b0-int"):
         interceptors = [NoOpInterceptor()] if kind == "b0-int" else None
         async with bare_server(work, CannedServicer(), interceptors) as port:
@@ -228,6 +292,22 @@ async def main(args: argparse.Namespace) -> None:
         async with bare_server(work, servicer) as port:
             _ready(port=port)
             await _until_stopped()
+    elif kind == "b1-raw":
+        assert sims, "b1-raw needs --sims"
+        catalogue = load_catalogue(Path(raw["catalogue"]["dir"]), raw.get("departments"))
+        call = catalogue.evidence["household"].fetch
+        assert isinstance(call, HttpCall)
+        servicer = RawPassThroughServicer(
+            sims["household_unsigned_url"].rstrip("/") + call.path,
+            call.body,
+            catalogue.departments["household"].pool_size,
+        )
+        try:
+            async with bare_server(work, servicer) as port:
+                _ready(port=port)
+                await _until_stopped()
+        finally:
+            await servicer.close()
     elif kind == "b1":
         catalogue = load_catalogue(Path(raw["catalogue"]["dir"]), raw.get("departments"))
         adapter = build_connector(catalogue.departments["household"], catalogue)

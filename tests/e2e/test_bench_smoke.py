@@ -35,16 +35,34 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     results = json.loads(out.read_text())
     for key in ("cpu_model", "cores", "python", "grpcio", "protobuf"):
         assert results["machine"][key]
-    for name in ("b0", "gw_mem", "b1", "gw_http", "gw_claims"):
+    for name in (
+        "b0",
+        "b0_uvloop",
+        "gw_mem",
+        "gw_mem_uvloop",
+        "b1_raw",
+        "b1",
+        "gw_http",
+        "gw_claims",
+    ):
         figure = results["throughput"][name]
         assert set(figure["rps"]) == {"min", "median", "max"}
         assert figure["rps"]["median"] > 0
         assert figure["runs"][0]["errors"] == {}
         assert "server" in figure["runs"][0]["cpu"]
         assert "client" in figure["runs"][0]["cpu"]
-    for ratio in ("gw_mem/b0", "gw_http/b1", "added_p50_ms"):
+    for ratio in (
+        "gw_mem/b0",
+        "gw_mem/b0 on uvloop (by server CPU)",
+        "gw_http/b1",
+        "added_p50_ms",
+        "department_call/raw_transport",
+        "gateway_own_us",
+    ):
         assert set(results["ratios"][ratio]) == {"min", "median", "max"}
-    assert "workers_2/1" in results["ratios"] or any("workers" in n for n in results["notes"])
+    assert "workers_2/1 ÷ machine bound" in results["ratios"] or any(
+        "workers" in n for n in results["notes"]
+    )
     other = results["other"]
     for key in (
         "jws_sign_per_s",
