@@ -37,6 +37,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.config import load_config
     from gateway.ops.logging import configure_logging
     from gateway.server.app import serve
+    from gateway.server.loop import run
 
     if args.workers > 1:
         from gateway.server.workers import run_workers
@@ -44,7 +45,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return run_workers(args.config, args.workers, args.log_level)
     configure_logging(args.log_level)
     config = load_config(args.config)
-    asyncio.run(serve(config, on_ready=lambda gw: _print_ready(gw, config, args.config)))
+    run(
+        serve(config, on_ready=lambda gw: _print_ready(gw, config, args.config)),
+        config.server.event_loop,
+    )
     return 0
 
 

@@ -78,6 +78,8 @@ class ServerConfig:
     max_concurrent_streams: int = 256
     max_in_flight: int = 512
     access_log: bool = True
+    #: "uvloop" (the default: more calls per core, BENCHMARKS.md) or "asyncio"
+    event_loop: str = "uvloop"
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,10 @@ def parse_config(data: Mapping[str, Any], source: str = "config") -> Config:
         ),
         max_in_flight=_get(server_t, "max_in_flight", int, f"{source} [server]", 512),
         access_log=_get(server_t, "access_log", bool, f"{source} [server]", True),
+        event_loop=_get(server_t, "event_loop", str, f"{source} [server]", "uvloop"),
     )
+    if srv.event_loop not in ("uvloop", "asyncio"):
+        raise ConfigError(f'{source} [server] event_loop: "uvloop" or "asyncio"')
     _check_ops_listeners(srv, f"{source} [server]")
     tls_t = _table(data, "tls", source)
     crl, revocation = _revocation(tls_t, f"{source} [tls]")

@@ -45,6 +45,7 @@ from gateway.config import Config, host_port, load_config
 from gateway.domain.errors import ConfigError, ProoflessError
 from gateway.ops.logging import configure_logging
 from gateway.server.app import running_gateway
+from gateway.server.loop import run
 
 log = logging.getLogger("proofless.workers")
 
@@ -345,6 +346,7 @@ def run_workers(config_path: Path, count: int, log_level: str) -> int:
     """`proofless serve --workers N` (N >= 2)."""
     configure_logging(log_level)
     config = load_config(config_path)
+    # the supervisor serves no calls: the standard loop; each worker runs on [server] event_loop
     return asyncio.run(_run_workers(config_path, config, count, log_level))
 
 
@@ -389,7 +391,10 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level)
     try:
         config = load_config(args.config)
-        asyncio.run(_serve_worker(config, args.name, args.index, args.ready_file))
+        run(
+            _serve_worker(config, args.name, args.index, args.ready_file),
+            config.server.event_loop,
+        )
     except ProoflessError as err:
         print(f"proofless {args.name}: {err.diagnostics()}", file=sys.stderr)
         return 1
