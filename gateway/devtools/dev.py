@@ -3,7 +3,6 @@ gateway in this one, with a banner that says where everything is and what to try
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shlex
 import socket
@@ -18,6 +17,7 @@ from gateway.config import Config, host_port, load_config
 from gateway.domain.errors import ConfigError
 from gateway.ops.logging import configure_logging
 from gateway.server.app import serve
+from gateway.server.loop import run
 
 SIMULATOR_START_TIMEOUT_S = 30.0
 JWKS = ".well-known/jwks.json"
@@ -141,10 +141,11 @@ def run_dev(config_path: Path, log_level: str) -> int:
         deadline = time.monotonic() + SIMULATOR_START_TIMEOUT_S
         for key in ("household_listen", "social_security_listen"):
             _wait_for(str(sims[key]), deadline, child)
-        asyncio.run(
+        run(
             serve(
                 config, on_ready=lambda gw: print(ready_banner(gw, config, config_path), flush=True)
-            )
+            ),
+            config.server.event_loop,
         )
     except KeyboardInterrupt:
         pass
