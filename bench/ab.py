@@ -6,7 +6,9 @@ server µs/call (server CPU ÷ calls answered) and req/s per run and the median 
 quick way to price one change: run the two kinds side by side, or one kind from two checkouts
 (`gw-mem gw-mem@/tmp/base`: the second runs `bench.servers` from that directory); `:IDS`
 sets how many applicants that kind's load cycles through (`gw-mem:1 gw-mem:512`); a `+uvloop`
-suffix runs that server on uvloop (`gw-mem gw-mem+uvloop`; `--uvloop` puts every server on it).
+suffix runs that server on uvloop (`gw-mem gw-mem+uvloop`; `--uvloop` puts every server on it);
+`~STAGE` replaces one stage of a gateway server by its `bench.inproc` stand-in, to price it in
+served calls (`gw-mem gw-mem~audit gw-mem~signature`).
 """
 
 from __future__ import annotations
@@ -50,13 +52,16 @@ def main() -> None:
                     servers[kind] = servers[kind.rpartition(":")[0]]
                     continue
                 name, on_uvloop, _ = kind.partition(":")[0].partition("+uvloop")
+                name, *without = name.split("~")
                 server_kind, _, tree = name.partition("@")
                 servers[kind] = start_server(
                     f"s{len(servers)}",
                     server_kind,
                     work,
                     core=SERVER_CORE,
-                    extra=extra + (["--uvloop"] if on_uvloop and not args.uvloop else []),
+                    extra=extra
+                    + (["--uvloop"] if on_uvloop and not args.uvloop else [])
+                    + [arg for stage in without for arg in ("--without", stage)],
                     cwd=Path(tree) if tree else None,
                 )
             for r in range(args.rounds):

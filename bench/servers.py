@@ -347,7 +347,19 @@ def run() -> None:
     parser.add_argument("--delay-ms", type=float, default=0.0, help="gw-mem: hold each fetch")
     parser.add_argument("--tag", default="0", help="distinguishes audit directories")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    parser.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        help="gw-mem, gw-http: replace a stage by its stand-in (bench.inproc STAGES), to price "
+        "it in a served call; the answers are then not valid",
+    )
     args = parser.parse_args()
+    if args.without:
+        from bench.inproc import STAGES  # noqa: PLC0415 - measuring tool only
+
+        for stage in args.without:
+            STAGES[stage]()
     if args.uvloop:
         import uvloop  # noqa: PLC0415 - optional, only with --uvloop
 
