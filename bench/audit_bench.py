@@ -1,7 +1,8 @@
 """Audit log benchmarks: `python -m bench.audit_bench [--entries N] [--appends N]`.
 
 1. durable appends/s through `AuditLog.append` with many concurrent appenders (group commit:
-   every append returns only after its batch's fdatasync);
+   every append returns only after its batch's fdatasync), and through `AuditLog.append_many`
+   with as many entries outstanding, `--batch` entries a call;
 2. `audit verify` (`verify_log`) seconds over a synthetic log of N entries of ~400 bytes, with
    a signed checkpoint every 256 entries as in the default configuration;
 3. inclusion and consistency proof time at N entries, from the tiles on disk (cold reader);
@@ -65,7 +66,32 @@ def entry(i: int) -> dict[str, Any]:
     }
 
 
-async def bench_appends(n: int, concurrency: int) -> dict[str, float]:
+#: entries per `append_many` call in the batched figure: a servicer's calls that finish in the
+#: same loop turn, logged together
+BATCH = 16
+
+
+async def bench_appends(n: int, concurrency: int, batch: int = BATCH) -> dict[str, float]:
+    """Durable appends/s by `concurrency` concurrent appenders, one `append` each at a time;
+    then (unless `batch` is 1) the same `n` entries through `append_many`, `batch` entries a
+    call, by `concurrency // batch` appenders: as many entries outstanding at once, so the
+    two figures differ by the per-call cost only (the `*_batched` keys)."""
+    result: dict[str, float] = await timed_appends(n, concurrency, 1)
+    if batch > 1:
+        batched = await timed_appends(n, max(1, concurrency // batch), batch)
+        result |= {
+            "batch": batch,
+            "appends_per_s_batched": batched["appends_per_s"],
+            "appends_per_cpu_s_batched": batched["appends_per_cpu_s"],
+            "fdatasyncs_batched": batched["fdatasyncs"],
+            "entries_per_fsync_batched": batched["entries_per_fsync"],
+        }
+    return result
+
+
+async def timed_appends(n: int, concurrency: int, batch: int) -> dict[str, float]:
+    """`n` appends to a fresh log by `concurrency` appenders, `batch` entries a call (1:
+    `append`, else `append_many`), timed from the first call to the last receipt."""
     directory = Path(tempfile.mkdtemp(prefix="audit-bench-"))
     try:
         log = await AuditLog.open(directory, origin=ORIGIN, note_key=Ed25519PrivateKey.generate())
@@ -84,8 +110,12 @@ async def bench_appends(n: int, concurrency: int) -> dict[str, float]:
         os.fdatasync = counting  # type: ignore[assignment]
 
         async def appender(k: int) -> None:
-            for i in range(k, n, concurrency):
-                await log.append(entries[i])
+            if batch == 1:
+                for i in range(k, n, concurrency):
+                    await log.append(entries[i])
+            else:
+                for i in range(k * batch, n, concurrency * batch):
+                    await log.append_many(entries[i : i + batch])
 
         start, cpu = time.perf_counter(), time.process_time()
         try:
@@ -187,9 +217,10 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=1_000_000, help="log size for verify")
     parser.add_argument("--appends", type=int, default=200_000, help="appends to time")
     parser.add_argument("--concurrency", type=int, default=1000, help="concurrent appenders")
+    parser.add_argument("--batch", type=int, default=BATCH, help="entries per append_many")
     args = parser.parse_args()
 
-    result = asyncio.run(bench_appends(args.appends, args.concurrency))
+    result = asyncio.run(bench_appends(args.appends, args.concurrency, args.batch))
     print(
         f"durable appends: {result['appends_per_s']:,.0f}/s ({result['appends']:,} appends, "
         f"{result['concurrency']} appenders, {result['fdatasyncs']} fdatasyncs = "
@@ -197,6 +228,13 @@ def main() -> None:
         f"{result['mean_entry_bytes']:.0f} B/entry; "
         f"{result['appends_per_cpu_s']:,.0f} per CPU-second)"
     )
+    if "batch" in result:
+        print(
+            f"durable appends, {result['batch']:.0f} a call (append_many): "
+            f"{result['appends_per_s_batched']:,.0f}/s ({result['fdatasyncs_batched']} "
+            f"fdatasyncs = {result['entries_per_fsync_batched']:.0f} entries/fsync; "
+            f"{result['appends_per_cpu_s_batched']:,.0f} per CPU-second)"
+        )
 
     key = Ed25519PrivateKey.generate()
     directory = Path(tempfile.mkdtemp(prefix="audit-bench-verify-"))
