@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import uvloop
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench import audit_bench
@@ -64,9 +65,12 @@ def jws_rates(seconds: float) -> dict[str, float]:
 
 
 def audit_figures(appends: int, entries: int) -> dict[str, Any]:
-    """Durable appends/s (1000 concurrent appenders, group commit) and `audit verify` time over
-    a generated log of `entries` entries, scaled to seconds per million."""
+    """Durable appends/s (1000 concurrent appenders, group commit; one entry a call and
+    `append_many` groups; on asyncio's loop and on uvloop) and `audit verify` time over a
+    generated log of `entries` entries, scaled to seconds per million."""
     appended = asyncio.run(audit_bench.bench_appends(appends, 1000))
+    # the loop `proofless serve` runs on (gateway/server/loop.py)
+    on_uvloop = uvloop.run(audit_bench.bench_appends(appends, 1000))
     key = Ed25519PrivateKey.generate()
     directory = Path(tempfile.mkdtemp(prefix="proofless-bench-verify-"))
     try:
@@ -81,6 +85,10 @@ def audit_figures(appends: int, entries: int) -> dict[str, Any]:
     return {
         "audit_appends_per_s": appended["appends_per_s"],
         "audit_entries_per_fsync": appended["entries_per_fsync"],
+        # append_many, `batch` entries a call, as many entries outstanding
+        "audit_appends_per_s_batched": appended["appends_per_s_batched"],
+        "audit_appends_per_s on uvloop": on_uvloop["appends_per_s"],
+        "audit_appends_per_s_batched on uvloop": on_uvloop["appends_per_s_batched"],
         "audit_verify_entries": entries,
         "audit_verify_s": elapsed,
         "audit_verify_s_per_million": elapsed / entries * 1_000_000,

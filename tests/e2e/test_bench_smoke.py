@@ -68,6 +68,8 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
         "jws_sign_per_s",
         "jws_verify_per_s",
         "audit_appends_per_s",
+        "audit_appends_per_s_batched",
+        "audit_appends_per_s on uvloop",
         "audit_verify_s_per_million",
         "memory_mib_per_1000_in_flight (median)",
     ):
