@@ -10,7 +10,6 @@ import asyncio
 import json
 import shutil
 import ssl
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from gateway.server.http_door import http_rule
 from proofless.v1 import audit_pb2, verification_pb2
 from proofless.v1 import verification_pb2 as pb
 from tests.integration.test_hostile_input import RPCS, message
-from tests.support.http_door import client_context, http_stubs
+from tests.support.http_door import client_context, curl, http_stubs
 from tests.support.stack import ROOT, Stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -337,23 +336,8 @@ async def test_arbitrary_json_gets_a_clean_answer(stack: Stack, body: Any) -> No
 async def test_curl_gets_a_record_over_http1_and_http2(
     stack: Stack, pki: DevPki, flag: str, version: str
 ) -> None:
-    body = json.dumps(good_body(stack))
-    proc = await asyncio.create_subprocess_exec(
-        "curl", "-sS", flag,
-        "--cert", str(pki.client_pem("quangang-window")),
-        "--key", str(pki.client_key("quangang-window")),
-        "--cacert", str(pki.ca_pem),
-        "-H", "content-type: application/json",
-        "-d", body,
-        "-w", "\n%{http_version} %{http_code}",
-        f"https://localhost:{stack.gateway.http_port}{RECORD}",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=ROOT,
-    )  # fmt: skip
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    text, _, tail = out.decode().rpartition("\n")
+    url = f"https://localhost:{stack.gateway.http_port}{RECORD}"
+    text, tail = await curl(pki, "quangang-window", url, good_body(stack), flag, ROOT)
     assert tail == f"{version} 200"
     answer = pb.HouseholdRecordResponse()
     json_format.Parse(text, answer, ignore_unknown_fields=False)

@@ -10,8 +10,10 @@ function), so a test that passes proves what an integrator with curl would see.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -143,3 +145,28 @@ async def http_stubs(stack: Any, caller: str | None) -> tuple[HttpStub, HttpStub
         ),
         HttpStub(session, base, audit_pb2.DESCRIPTOR.services_by_name["AuditService"]),
     )
+
+
+async def curl(
+    pki: DevPki, caller: str, url: str, body: Any, flag: str, cwd: Path
+) -> tuple[str, str]:
+    """POST `body` as JSON with the curl command (`flag`: --http1.1 or --http2) and the
+    caller's certificate, as the README tells an integrator to; (answer text, "VERSION
+    STATUS"), asserting curl itself succeeded."""
+    proc = await asyncio.create_subprocess_exec(
+        "curl", "-sS", flag,
+        "--cert", str(pki.client_pem(caller)),
+        "--key", str(pki.client_key(caller)),
+        "--cacert", str(pki.ca_pem),
+        "-H", "content-type: application/json",
+        "-d", json.dumps(body),
+        "-w", "\n%{http_version} %{http_code}",
+        url,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    text, _, tail = out.decode().rpartition("\n")
+    return text, tail

@@ -7,19 +7,19 @@ asyncio's transport class, which uvloop's TLS transport is not)."""
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
-import subprocess
 
 import pytest
 import uvloop
 from google.protobuf import json_format
 
-from gateway.devtools.pki import DevPki
 from proofless.v1 import verification_pb2 as pb
-from tests.integration.test_http_door_hostile import RECORD, good_body
+from tests.integration.test_http_door_hostile import (
+    good_body,
+    # collected here again: the same curl calls over HTTP/1.1 and HTTP/2, on uvloop
+    test_curl_gets_a_record_over_http1_and_http2,  # noqa: F401
+)
 from tests.support.http_door import http_stubs
-from tests.support.stack import ROOT, Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -37,31 +37,3 @@ async def test_grpc_and_http1_answer_with_a_proof(stack: Stack) -> None:
         answer = await stub.GetHouseholdRecord(request, timeout=5)
         assert answer.record.name
         assert answer.attestation.proof
-
-
-@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl (with HTTP/2)")
-@pytest.mark.parametrize(("flag", "version"), [("--http1.1", "1.1"), ("--http2", "2")])
-async def test_curl_over_http1_and_http2(
-    stack: Stack, pki: DevPki, flag: str, version: str
-) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        "curl", "-sS", flag,
-        "--cert", str(pki.client_pem("quangang-window")),
-        "--key", str(pki.client_key("quangang-window")),
-        "--cacert", str(pki.ca_pem),
-        "-H", "content-type: application/json",
-        "-d", json.dumps(good_body(stack)),
-        "-w", "\n%{http_version} %{http_code}",
-        f"https://localhost:{stack.gateway.http_port}{RECORD}",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=ROOT,
-    )  # fmt: skip
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    text, _, tail = out.decode().rpartition("\n")
-    assert tail == f"{version} 200"
-    answer = pb.HouseholdRecordResponse()
-    json_format.Parse(text, answer)
-    assert answer.record.name
-    assert answer.attestation.proof
