@@ -102,32 +102,38 @@ def write_durably(path: Path, data: bytes) -> None:
     """
     dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        try:
-            st = os.stat(path.name, dir_fd=dir_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            pass
-        else:
-            if stat.S_ISLNK(st.st_mode):
-                raise IntegrityError(
-                    f"{path} is a symbolic link; refusing to write through it",
-                    reason="SYMLINK_REFUSED",
-                )
-        tmp = f".{path.name}.{secrets.token_hex(6)}.tmp"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        fd = os.open(tmp, flags, FILE_MODE, dir_fd=dir_fd)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=dir_fd)
-            raise
-        os.fsync(dir_fd)
+        write_durably_at(dir_fd, path.name, data, str(path))
     finally:
         os.close(dir_fd)
+
+
+def write_durably_at(dir_fd: int, name: str, data: bytes, shown: str) -> None:
+    """`write_durably` of `name` in the open directory `dir_fd` (the witness holds its state
+    directory open); `shown` names the file in the refusal of a symbolic link."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        pass
+    else:
+        if stat.S_ISLNK(st.st_mode):
+            raise IntegrityError(
+                f"{shown} is a symbolic link; refusing to write through it",
+                reason="SYMLINK_REFUSED",
+            )
+    tmp = f".{name}.{secrets.token_hex(6)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    fd = os.open(tmp, flags, FILE_MODE, dir_fd=dir_fd)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
+    os.fsync(dir_fd)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -44,7 +44,6 @@ import hashlib
 import logging
 import os
 import re
-import secrets
 import stat
 import time
 from collections.abc import Callable, Sequence
@@ -64,6 +63,7 @@ from gateway.audit.note import (
     SignatureError,
     SignedCheckpoint,
 )
+from gateway.audit.storage import write_durably_at
 from gateway.audit.tiles import TileTree
 from gateway.audit.witnessing import add_checkpoint_body
 from gateway.domain.errors import ConfigError, IntegrityError
@@ -186,30 +186,7 @@ class WitnessState:
     def store(self, cp: SignedCheckpoint) -> None:
         """Replace the origin's state durably and atomically (see the module docstring)."""
         name = origin_hash(cp.origin)
-        try:
-            st = os.stat(name, dir_fd=self._dir, follow_symlinks=False)
-        except FileNotFoundError:
-            pass
-        else:
-            if stat.S_ISLNK(st.st_mode):
-                raise IntegrityError(
-                    f"witness state {name} is a symbolic link; refusing to write through it",
-                    reason="SYMLINK_REFUSED",
-                )
-        tmp = f".{name}.{secrets.token_hex(6)}.tmp"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        fd = os.open(tmp, flags, FILE_MODE, dir_fd=self._dir)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(cp.text.encode())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, name, src_dir_fd=self._dir, dst_dir_fd=self._dir)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=self._dir)
-            raise
-        os.fsync(self._dir)
+        write_durably_at(self._dir, name, cp.text.encode(), f"witness state {name}")
 
 
 @dataclass(frozen=True)
