@@ -26,39 +26,13 @@ from gateway.domain.errors import DepartmentMalformed
 _FD = descriptor.FieldDescriptor
 
 
-#: one step per field of a RecordSpec: (name, primary key, all source keys or None when the
-#: field has one, required, sub-record field or None, converter)
-_Step = tuple[str, str, tuple[str, ...] | None, bool, FieldSpec | None, Callable[..., Any]]
-#: id(spec) → (spec, its steps): built once per spec; the spec is held so its id stays its own
-_STEPS: dict[int, tuple[RecordSpec, tuple[_Step, ...]]] = {}
-
-
-def _steps(spec: RecordSpec) -> tuple[_Step, ...]:
-    held = _STEPS.get(id(spec))
-    if held is not None and held[0] is spec:
-        return held[1]
-    steps = tuple(
-        (
-            f.name,
-            f.sources[0],
-            f.sources if len(f.sources) > 1 else None,
-            f.required,
-            f if f.record is not None else None,
-            f.convert,
-        )
-        for f in spec.fields
-    )
-    _STEPS[id(spec)] = (spec, steps)
-    return steps
-
-
 def map_record(spec: RecordSpec, row: object, what: str) -> dict[str, Any]:
     """The canonical record of one department row (a mapping of department keys)."""
     if not isinstance(row, Mapping):
         raise DepartmentMalformed(f"{what}: expected an object")
     out: dict[str, Any] = {}
     get = row.get
-    for name, primary, sources, required, sub, convert in _steps(spec):
+    for name, primary, sources, required, sub, convert in spec.steps:
         value = get(primary)
         # is_empty, inline: this loop runs for every field of every answer
         if value is None or (isinstance(value, str) and not value.strip()):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from gateway.domain.vocabulary import SubjectKind
@@ -76,6 +77,10 @@ class FieldSpec:
     sort: tuple[str, ...] = ()  # a list's sort key (sub-record fields)
 
 
+#: how mapping reads one field of a row (RecordSpec.steps)
+MappingStep = tuple[str, str, tuple[str, ...] | None, bool, "FieldSpec | None", Callable[..., Any]]
+
+
 @dataclass(frozen=True)
 class RecordSpec:
     name: str
@@ -90,6 +95,23 @@ class RecordSpec:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
+
+    @cached_property
+    def steps(self) -> tuple[MappingStep, ...]:
+        """The fields as gateway.catalogue.mapping reads them for every row, worked out once
+        per spec: (name, primary key, every source key or None when there is one, required,
+        the field itself when it holds a sub-record else None, converter)."""
+        return tuple(
+            (
+                f.name,
+                f.sources[0],
+                f.sources if len(f.sources) > 1 else None,
+                f.required,
+                f if f.record is not None else None,
+                f.convert,
+            )
+            for f in self.fields
+        )
 
 
 @dataclass(frozen=True)
