@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from _json import encode_basestring, make_encoder
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,20 +52,24 @@ _FLAT = _SCALARS | {list}
 _STR = frozenset({str})
 
 
+def _plain(values: Collection[Any]) -> bool:
+    """Scalars and lists of scalars: the common shape, checked with set operations at C speed."""
+    types = set(map(type, values))
+    if types <= _SCALARS:
+        return True
+    return types <= _FLAT and set(map(type, [x for v in values if type(v) is list for x in v])) <= (
+        _SCALARS
+    )
+
+
 def check_entry(entry: Mapping[str, Any], path: str = "") -> None:
     """Refuse anything canonical JSON cannot carry unambiguously (floats, non-str keys, objects).
 
-    The common shape (scalar values and lists of scalars) is checked with set operations at C
-    speed; anything else takes the slow, precise path.
+    The common shape (str keys, `_plain` values) passes at once; anything else takes the
+    slow, precise path.
     """
-    if set(map(type, entry)) <= _STR:
-        types = set(map(type, entry.values()))
-        if types <= _SCALARS:
-            return
-        if types <= _FLAT:
-            lists = [v for v in entry.values() if type(v) is list]
-            if set(map(type, [x for v in lists for x in v])) <= _SCALARS:
-                return
+    if set(map(type, entry)) <= _STR and _plain(entry.values()):
+        return
     for key, value in entry.items():
         if not isinstance(key, str):
             raise AuditEntryError(f"entry key {path}{key!r} is not a string")
@@ -76,15 +80,8 @@ def check_values(entry: Mapping[str, Any]) -> None:
     """`check_entry` on every append, less the keys: `canonical_json` refuses a key that is not
     a str (orjson does not encode one; its fallback runs `check_entry`), so checking them here
     too cost a third of the check for nothing."""
-    values = entry.values()
-    types = set(map(type, values))
-    if types <= _SCALARS:
-        return
-    if types <= _FLAT and set(map(type, [x for v in values if type(v) is list for x in v])) <= (
-        _SCALARS
-    ):
-        return
-    check_entry(entry)
+    if not _plain(entry.values()):
+        check_entry(entry)
 
 
 def _check_value(value: Any, path: str) -> None:
