@@ -46,6 +46,20 @@ def proof_payload(stack: Stack, proof: str) -> dict[str, Any]:
     return payload
 
 
+async def one_record(
+    stack: Stack, window: Any, evidence: str, item: str, case: str, applicant: pb.Applicant
+) -> tuple[dict[str, Any], Any]:
+    """GetEvidence of `evidence` (its department has the same code): the one record, and the
+    reply, whose attestation and proof name that department."""
+    reply = await window.GetEvidence(
+        pb.EvidenceRequest(context=context(item, case), applicant=applicant, evidence_type=evidence)
+    )
+    (record,) = [dict(r) for r in reply.records]
+    assert reply.attestation.department == evidence
+    assert proof_payload(stack, reply.attestation.proof)["departments"] == [evidence]
+    return record, reply
+
+
 # ---- civil affairs: marriage (SOAP) --------------------------------------------------------
 
 
@@ -57,18 +71,11 @@ async def test_marriage_evidence_and_claims(stack: Stack) -> None:
         for m in stack.sims.population.household_of(me).member_ids
         if stack.sims.population.people[m].relation == "配偶"
     )
-    reply = await window.GetEvidence(
-        pb.EvidenceRequest(
-            context=context("birth-registration", "SY-2026-0001"),
-            applicant=pb.Applicant(id_number=me),
-            evidence_type="marriage",
-        )
+    record, reply = await one_record(
+        stack, window, "marriage", "birth-registration", "SY-2026-0001", pb.Applicant(id_number=me)
     )
-    (record,) = [dict(r) for r in reply.records]
     assert set(record) == {"kind", "registration_date", "authority"}  # what the item grants
     assert record["kind"] == "marriage"
-    assert reply.attestation.department == "marriage"
-    assert proof_payload(stack, reply.attestation.proof)["departments"] == ["marriage"]
     entry, line = await entry_at(stack, reply.attestation.audit_index)
     assert (entry["departments"], entry["record_type"], entry["outcome"]) == (
         ["marriage"],
@@ -112,17 +119,15 @@ async def test_marriage_divorced_is_not_married(stack: Stack) -> None:
 async def test_medical_insurance_evidence_and_claims(stack: Stack) -> None:
     window = await stack.verification("ningde-window")
     farmer = stack.scenarios["disabled"]
-    reply = await window.GetEvidence(
-        pb.EvidenceRequest(
-            context=context("medical-premium-aid", "YB-2026-0001"),
-            applicant=pb.Applicant(id_number=farmer),
-            evidence_type="medical_insurance",
-        )
+    record, reply = await one_record(
+        stack,
+        window,
+        "medical_insurance",
+        "medical-premium-aid",
+        "YB-2026-0001",
+        pb.Applicant(id_number=farmer),
     )
-    (record,) = [dict(r) for r in reply.records]
     assert record == {"scheme": "resident", "status": "active", "region_code": "350902"}
-    assert reply.attestation.department == "medical_insurance"
-    assert proof_payload(stack, reply.attestation.proof)["departments"] == ["medical_insurance"]
     entry, line = await entry_at(stack, reply.attestation.audit_index)
     assert (entry["departments"], entry["outcome"]) == (["medical_insurance"], "granted")
     assert farmer.encode() not in line
@@ -150,18 +155,16 @@ async def test_business_licence_evidence_and_claims(stack: Stack) -> None:
     assert stack.sims.registers is not None
     code = stack.sims.registers.organisations["restaurant_sole_trader"]
     owner = stack.scenarios["business_owner"]
-    reply = await window.GetEvidence(
-        pb.EvidenceRequest(
-            context=context("catering-licence", "CY-2026-0001"),
-            applicant=pb.Applicant(credit_code=code),
-            evidence_type="business_licence",
-        )
+    record, reply = await one_record(
+        stack,
+        window,
+        "business_licence",
+        "catering-licence",
+        "CY-2026-0001",
+        pb.Applicant(credit_code=code),
     )
-    (record,) = [dict(r) for r in reply.records]
     assert set(record) == {"name", "kind", "scope", "status", "founded_on", "authority"}
     assert (record["kind"], record["status"]) == ("sole_trader", "existing")
-    assert reply.attestation.department == "business_licence"
-    assert proof_payload(stack, reply.attestation.proof)["departments"] == ["business_licence"]
     entry, line = await entry_at(stack, reply.attestation.audit_index)
     assert (entry["departments"], entry["outcome"]) == (["business_licence"], "granted")
     # a sole trader's code is personal data: the audit log names it only by pseudonym
@@ -205,19 +208,13 @@ async def test_nurse_renewal_evidence_and_claims(stack: Stack) -> None:
     need_service("MariaDB", "127.0.0.1", 3306)
     window = await stack.verification("ningde-window")
     nurse = stack.scenarios["nurse_renewal_due"]
-    reply = await window.GetEvidence(
-        pb.EvidenceRequest(
-            context=context("nurse-renewal", "HS-2026-0001"),
-            applicant=pb.Applicant(id_number=nurse),
-            evidence_type="nurse",
-        )
+    record, _ = await one_record(
+        stack, window, "nurse", "nurse-renewal", "HS-2026-0001", pb.Applicant(id_number=nurse)
     )
-    (record,) = [dict(r) for r in reply.records]
     assert record["employer"] == "宁德市蕉城区医院"
     assert record["status"] == "valid"
     assert "id_number" not in record  # not granted to the item
     assert "name" not in record
-    assert reply.attestation.department == "nurse"
     claims = await window.VerifyClaims(
         pb.VerifyClaimsRequest(
             context=context("nurse-renewal", "HS-2026-0002"),
@@ -253,18 +250,16 @@ async def test_nurse_renewal_evidence_and_claims(stack: Stack) -> None:
 async def test_disability_subsidy_evidence_and_claims(stack: Stack) -> None:
     window = await stack.verification("ningde-window")
     farmer = stack.scenarios["disabled"]
-    reply = await window.GetEvidence(
-        pb.EvidenceRequest(
-            context=context("disability-subsidy", "CL-2026-0001"),
-            applicant=pb.Applicant(id_number=farmer),
-            evidence_type="disability",
-        )
+    record, _ = await one_record(
+        stack,
+        window,
+        "disability",
+        "disability-subsidy",
+        "CL-2026-0001",
+        pb.Applicant(id_number=farmer),
     )
-    (record,) = [dict(r) for r in reply.records]
     assert set(record) == {"category", "grade", "valid_until"}
     assert (record["category"], record["grade"]) == ("physical", 2)
-    assert reply.attestation.department == "disability"
-    assert proof_payload(stack, reply.attestation.proof)["departments"] == ["disability"]
     claims = await window.VerifyClaims(
         pb.VerifyClaimsRequest(
             context=context("disability-subsidy", "CL-2026-0002"),
