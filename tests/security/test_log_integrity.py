@@ -27,7 +27,6 @@ from typing import Any
 
 import grpc
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from adapters.simulators.datagen import generate
@@ -41,24 +40,6 @@ from tests.support.auditlog import ORIGIN, access, fill, open_log, run_audit_cli
 from tests.support.processes import POPULATION, ROOT, SEED, ProcessStack, write_config
 
 _PERSONAL = re.compile(PERSONAL_NUMBER)
-
-
-@pytest.fixture(scope="module")
-def note_key() -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.generate()
-
-
-@pytest.fixture
-def note_key_file(tmp_path: Path, note_key: Ed25519PrivateKey) -> Path:
-    path = tmp_path / "note-key.pem"
-    path.write_bytes(
-        note_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return path
 
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,5 @@
-"""Audit logs for tests: access entries, and a helper that opens or fills a log; the
+"""Audit logs for tests: a note key (fixtures `note_key`, `note_key_file`: import them into a
+conftest or test module), access entries, and a helper that opens or fills a log; the
 `proofless audit` commands run in process."""
 
 from __future__ import annotations
@@ -7,6 +8,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.audit.entry import subject_of
@@ -17,6 +20,24 @@ ORIGIN = "proofless.test/audit/r1"
 PEPPER = b"test-pepper-0123456789abcdef"
 ID_A = "11010519491231002X"
 ID_B = "440524188001010014"
+
+
+@pytest.fixture(scope="session")
+def note_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+def note_key_file(tmp_path: Path, note_key: Ed25519PrivateKey) -> Path:
+    path = tmp_path / "note-key.pem"
+    path.write_bytes(
+        note_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
 
 
 def access(i: int, **over: Any) -> dict[str, Any]:
